@@ -1,0 +1,36 @@
+"""The ``emulation`` backend: vLLM's own NVFP4 emulation, rounding included, for comparisons.
+
+vLLM (``run_nvfp4_emulations``) fake-quantizes the activation and dequantizes the weight
+*with* their global scales folded in, rounds both to the activation dtype and runs a matmul
+in that dtype. That is less exact than ``reference`` (two extra roundings per operand);
+use it to reproduce vLLM's emulated numbers, not as ground truth.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..numerics import dequantize_activation, quantize_activation
+from ..numerics.weights import dequantize_weight_unscaled
+from .base import Backend
+
+
+class EmulationBackend(Backend):
+    name = "emulation"
+    priority = -1  # never chosen automatically
+
+    @staticmethod
+    def _weight(layer, dtype):
+        # Per output row: e2m1 * s * (1/Gw[shard]), rounded to the activation dtype.
+        w = dequantize_weight_unscaled(layer.weight_packed, layer.weight_scale)
+        return (w * layer.weight_global_scale_inv_per_row.unsqueeze(1)).to(dtype)
+
+    def apply_w4a4(self, layer, x, bias):
+        x_packed, x_scale = quantize_activation(x, layer.input_global_scale)
+        x_dq = dequantize_activation(x_packed, x_scale, layer.input_global_scale, x.dtype)
+        out = torch.matmul(x_dq, self._weight(layer, x.dtype).t())
+        return out + bias if bias is not None else out
+
+    def apply_w4a16(self, layer, x, bias):
+        out = torch.matmul(x, self._weight(layer, x.dtype).t())
+        return out + bias if bias is not None else out
