@@ -11,6 +11,8 @@ Public API (see README.md):
 """
 
 from .backends import available_backends, backend_status, select_backend
+from .integrations.hf import convert, load
+from .integrations.report import NVFP4Report
 from .layers import (
     ColumnParallelNVFP4Linear,
     CompressedTensorsW4A4Fp4,
@@ -49,4 +51,7 @@ __all__ = [
     "available_backends",
     "backend_status",
     "select_backend",
+    "load",
+    "convert",
+    "NVFP4Report",
 ]
