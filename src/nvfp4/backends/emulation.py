@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from ..numerics import dequantize_activation, quantize_activation
-from ..numerics.weights import dequantize_weight_unscaled
+from ..numerics import dequantize_activation, e2m1_decode, quantize_activation, unpack_fp4
+from ..numerics.formats import group_view
 from .base import Backend
 
 
@@ -21,9 +21,12 @@ class EmulationBackend(Backend):
 
     @staticmethod
     def _weight(layer, dtype):
-        # Per output row: e2m1 * s * (1/Gw[shard]), rounded to the activation dtype.
-        w = dequantize_weight_unscaled(layer.weight_packed, layer.weight_scale)
-        return (w * layer.weight_global_scale_inv_per_row.unsqueeze(1)).to(dtype)
+        # Per output row: e2m1 * (s * (1/Gw[shard])) in fp32, rounded to the activation dtype.
+        # vLLM's order (dequantize_to_dtype): the multiplier s/Gw is rounded first; the other
+        # order, (e2m1*s) * (1/Gw), differs in fp32 and, rarely, after an fp16 cast.
+        values = group_view(e2m1_decode(unpack_fp4(layer.weight_packed)))
+        multiplier = layer.weight_scale.to(torch.float32) * layer.weight_global_scale_inv_per_row.unsqueeze(1)
+        return (values * multiplier.unsqueeze(-1)).flatten(-2).to(dtype)
 
     def apply_w4a4(self, layer, x, bias):
         x_packed, x_scale = quantize_activation(x, layer.input_global_scale)
