@@ -11,6 +11,7 @@ Public API (see README.md):
 """
 
 from .backends import available_backends, backend_status, select_backend
+from .integrations.export import save
 from .integrations.hf import convert, load
 from .integrations.report import NVFP4Report
 from .layers import (
@@ -30,6 +31,7 @@ from .numerics import (
     quantize_weight,
     weight_global_scale,
 )
+from .quantize import quantize_model
 
 __version__ = "0.1.0"
 
@@ -54,4 +56,6 @@ __all__ = [
     "load",
     "convert",
     "NVFP4Report",
+    "quantize_model",
+    "save",
 ]

@@ -132,6 +132,10 @@ def _empty_model(hf_config, dtype: torch.dtype, model_cls=None):
     factory = model_cls or AutoModelForCausalLM
     with init_empty_weights(include_buffers=False):
         model = factory.from_config(hf_config, dtype=dtype)
+    if hasattr(model, "tie_weights"):
+        # transformers ties input/output embeddings when it loads weights; do it now so the
+        # tied names share one parameter and the checkpoint needs to hold it only once.
+        model.tie_weights()
     return model
 
 

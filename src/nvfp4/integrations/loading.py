@@ -133,20 +133,15 @@ class TensorPlacer:
             target_dtype = current.dtype
         value = tensor.to(device=self.device, dtype=target_dtype)
         self.other_bytes += value.numel() * value.element_size()
+        # Tied names (one object under several names) get one new object, as the tie had it.
+        as_param = nn.Parameter(value, requires_grad=False) if isinstance(current, nn.Parameter) else value
         for alias in self.alias_of.get(key, (key,)):
             amod, aname, _ = self.plain_targets[alias]
             if aname in amod._parameters:
-                amod._parameters[aname] = nn.Parameter(value, requires_grad=False)
+                amod._parameters[aname] = as_param
             else:
                 amod._buffers[aname] = value
             self.loaded.add(alias)
-        # One Parameter object for every alias, as the tie had it.
-        shared = None
-        for alias in self.alias_of.get(key, (key,)):
-            amod, aname, _ = self.plain_targets[alias]
-            if aname in amod._parameters:
-                shared = shared or amod._parameters[aname]
-                amod._parameters[aname] = shared
 
     # -- the end -------------------------------------------------------------------------------
     def finish(self, source: str) -> None:
