@@ -322,8 +322,8 @@ class RowParallelNVFP4Linear(NVFP4Linear):
     """Inputs split across ranks: each rank holds ``K/tp`` input columns and yields a partial sum.
 
     ``forward_partial`` is this rank's contribution (bias added on rank 0 only, so the sum
-    over ranks adds it once); ``forward`` all-reduces it over ``process_group`` when
-    ``tp_size > 1``.
+    over ranks adds it once); ``forward`` all-reduces the float32 partials over
+    ``process_group`` when ``tp_size > 1``, rounds once and adds the bias once.
     """
 
     parallel = "row"
@@ -355,15 +355,34 @@ class RowParallelNVFP4Linear(NVFP4Linear):
     def forward_partial(self, x: torch.Tensor) -> torch.Tensor:
         return self.scheme.apply_weights(self, x, self.bias if self.tp_rank == 0 else None)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.forward_partial(x)
-        if self.tp_size > 1:
-            import torch.distributed as dist
+    def forward_partial_fp32(self, x: torch.Tensor) -> torch.Tensor:
+        """This rank's partial sum ``alpha * x_p @ W_p^T`` in float32, *without* bias.
 
-            if not dist.is_available() or not dist.is_initialized():
-                raise RuntimeError(
-                    f"{self._name()}: a row-parallel layer with tp_size={self.tp_size} needs an initialised "
-                    "torch.distributed process group (or call forward_partial)"
-                )
-            dist.all_reduce(out, group=self.process_group)
+        With a backend whose float32-input path is exact (the reference backend, or one that
+        sets ``exact_fp32_partials = True``) the partial is never rounded to ``x.dtype``;
+        otherwise it is computed in ``x.dtype`` and widened (one rounding per rank).
+        """
+        backend = self.scheme._backend_for(self, x.device)
+        if x.dtype != torch.float32 and getattr(backend, "exact_fp32_partials", backend.name == "reference"):
+            return self.scheme.apply_weights(self, x.float(), None)
+        return self.scheme.apply_weights(self, x, None).float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tp_size == 1:
+            return self.scheme.apply_weights(self, x, self.bias)
+        import torch.distributed as dist
+
+        if not dist.is_available() or not dist.is_initialized():
+            raise RuntimeError(
+                f"{self._name()}: a row-parallel layer with tp_size={self.tp_size} needs an initialised "
+                "torch.distributed process group (or call forward_partial)"
+            )
+        # Sum the partials in float32 and round once, then add the bias once: the same
+        # operations as one process (``Y.to(dtype) + bias``) up to fp32 summation order.
+        # (vLLM all-reduces in the activation dtype, rounding every partial.)
+        out = self.forward_partial_fp32(x)
+        dist.all_reduce(out, group=self.process_group)
+        out = out.to(x.dtype)
+        if self.bias is not None:
+            out = out + self.bias.to(x.dtype)
         return out

@@ -58,7 +58,9 @@ class NVFP4Parameter(Parameter):
 
     # -- checks shared by every load ---------------------------------------------------------
     def _check_dtype(self, loaded: torch.Tensor) -> torch.Tensor:
-        if not isinstance(loaded, torch.Tensor):
+        # A lazy checkpoint slice (nvfp4.parallel.slices.LazyTensor) is accepted too: it has
+        # shape/dtype/dim and its narrow() reads only the requested rows/columns from disk.
+        if not isinstance(loaded, torch.Tensor) and not getattr(loaded, "is_lazy_checkpoint_tensor", False):
             raise TypeError(f"{self.describe()}: expected a torch.Tensor, got {type(loaded).__name__}")
         if loaded.dtype not in self.allowed_dtypes:
             raise TypeError(
