@@ -128,8 +128,13 @@ class NVFP4Linear(nn.Module):
         return sum(sizes[:index]), sizes[index]
 
     def _shard_index(self, shard_id) -> int:
-        if shard_id in self.shard_names:
+        # bool is an int subclass (True == 1): never a shard id.
+        if not isinstance(shard_id, bool) and shard_id in self.shard_names:
             return self.shard_names.index(shard_id)
+        if isinstance(shard_id, str) and any(isinstance(n, str) for n in self.shard_names):
+            # A layer with named shards only takes its own names (or integers): "gate" must not
+            # silently load into slot 0 of a q/k/v layer.
+            raise ValueError(f"{self._name()}: unknown shard id {shard_id!r}; this layer's shards are {self.shard_names}")
         return PerTensorScaleParameter.shard_index(shard_id, len(self.output_sizes), self._name())
 
     def set_prefix(self, prefix: str) -> None:
