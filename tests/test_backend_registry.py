@@ -68,8 +68,12 @@ def test_auto_picks_highest_priority_available_and_never_emulation(fresh_registr
     registry.register_backend(FastOnCpu)
     assert available_backends() == ["fast-but-absent", "fast-on-cpu", "reference", "emulation"]
     assert select_backend(None, "cpu").name == "fast-on-cpu"
-    with pytest.warns(UserWarning, match="not using the 'fast-on-cpu' backend on cuda: cpu only"):
+    with pytest.warns(UserWarning) as caught:
         assert select_backend(None, torch.device("cuda")).name == "reference"
+    messages = sorted(str(w.message) for w in caught)
+    assert len(messages) == 2
+    assert "not using the 'fast-but-absent' backend on cuda: needs a device that is not here" in messages[0]
+    assert "not using the 'fast-on-cpu' backend on cuda: cpu only; using 'reference'" in messages[1]
 
 
 def test_auto_warns_once_on_gpu_when_a_faster_backend_is_skipped(fresh_registry):
