@@ -125,18 +125,61 @@ def convert(
 
 
 def _empty_model(hf_config, dtype: torch.dtype, model_cls=None):
-    """The model with every parameter on the meta device (buffers real: rotary tables)."""
-    from accelerate import init_empty_weights
+    """The model with every parameter on the meta device: nothing is allocated for weights.
+
+    Non-persistent buffers (rotary tables) are not in checkpoints; they are recomputed on the
+    CPU by the model's own ``_init_weights``, as transformers does when it loads. Should
+    that leave one unset (a model type it does not know), the model is built again with
+    ``accelerate.init_empty_weights(include_buffers=False)``, which computes buffers at
+    construction at the price of a transient, untouched allocation per layer.
+    """
     from transformers import AutoModelForCausalLM
 
     factory = model_cls or AutoModelForCausalLM
-    with init_empty_weights(include_buffers=False):
+    with torch.device("meta"):
         model = factory.from_config(hf_config, dtype=dtype)
+    if not _recompute_buffers(model):
+        from accelerate import init_empty_weights
+
+        with init_empty_weights(include_buffers=False):
+            model = factory.from_config(hf_config, dtype=dtype)
     if hasattr(model, "tie_weights"):
         # transformers ties input/output embeddings when it loads weights; do it now so the
         # tied names share one parameter and the checkpoint needs to hold it only once.
         model.tie_weights()
     return model
+
+
+def _recompute_buffers(model: nn.Module) -> bool:
+    """Materialise meta non-persistent buffers on the CPU via ``model._init_weights``; False
+    if that is not possible or leaves a value unset."""
+    owners = [
+        m for m in model.modules()
+        if any(b is not None and b.device.type == "meta" and n in m._non_persistent_buffers_set for n, b in m._buffers.items())
+    ]
+    if not owners:
+        return True
+    init = getattr(model, "_init_weights", None)
+    if init is None:
+        return False
+    for module in owners:
+        for name in module._non_persistent_buffers_set:
+            buf = module._buffers.get(name)
+            if buf is not None and buf.device.type == "meta":
+                fill = torch.full(buf.shape, float("nan"), dtype=buf.dtype) if buf.is_floating_point() else None
+                if fill is None:
+                    return False  # an integer buffer: no way to tell whether init set it
+                module._buffers[name] = fill
+        try:
+            with torch.no_grad():
+                init(module)
+        except Exception:
+            return False
+        for name in module._non_persistent_buffers_set:
+            buf = module._buffers.get(name)
+            if buf is not None and bool(torch.isnan(buf).any()):
+                return False
+    return True
 
 
 def load(
