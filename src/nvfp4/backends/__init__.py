@@ -4,14 +4,12 @@ from .base import Backend
 from .emulation import EmulationBackend
 from .reference import ReferenceBackend
 from .registry import ENV_VAR, available_backends, backend_status, register_backend, select_backend
+from .triton_backend import TritonBackend
 
 register_backend(ReferenceBackend)
 register_backend(EmulationBackend)
-
-try:  # the Triton backend registers itself when its module imports (GPU fast path)
-    from . import triton_backend  # noqa: F401
-except ImportError:  # pragma: no cover - the module is optional until it exists
-    pass
+# Imports fine without a GPU or Triton; unavailable_reason() then says why it is skipped.
+register_backend(TritonBackend)
 
 __all__ = [
     "Backend",

@@ -1,0 +1,290 @@
+"""Benchmark the NVFP4 linear (Triton backend) against bf16 ``F.linear`` and the reference.
+
+    python benchmarks/bench_linear.py run --shapes 8b --out results/part.csv     # on a GPU
+    python benchmarks/bench_linear.py report results/*.csv --out-dir benchmarks/results
+
+``run`` times, per Llama-3.1 linear shape and M: bf16 ``F.linear`` (cuBLAS), the Triton
+W4A4 and W4A16 paths, the reference backend (on a subset of M: it is very slow at large
+shapes, see ``--ref-ms``), and the activation-quantization kernel alone. Medians of
+``triton.testing.do_bench``; for M <= 128 a CUDA graph of one call per weight copy is timed
+(launch overhead out, as in a serving loop); the weights are rotated through enough copies
+(> 3x the 50 MB L2) that every call streams its weight from HBM. ``report`` merges CSVs into
+a markdown table and a PNG plot (speedup vs M per shape) with GPU, versions and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import math
+import os
+import statistics
+import sys
+import tempfile
+
+SHAPES = {
+    "8b_qkv": (6144, 4096),
+    "8b_o": (4096, 4096),
+    "8b_gate_up": (28672, 4096),
+    "8b_down": (4096, 14336),
+    "70b_qkv": (10240, 8192),
+    "70b_o": (8192, 8192),
+    "70b_gate_up": (57344, 8192),
+    "70b_down": (8192, 28672),
+}
+MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
+QUICK_MS = [1, 16, 128, 2048]
+REF_MS = [1, 16, 128, 1024]
+L2_BYTES = 50 * 2**20
+GRAPH_MAX_M = 128
+FIELDS = [
+    "gpu", "torch", "triton", "date", "shape", "n", "k", "m", "impl", "time_us", "tflops", "weight_gbps",
+    "speedup_vs_bf16", "speedup_vs_reference", "note",
+]
+
+
+def _select_shapes(spec: str) -> list[str]:
+    if spec in ("all", ""):
+        return list(SHAPES)
+    out = []
+    for part in spec.split(","):
+        out += [s for s in SHAPES if s.startswith(part)] if part in ("8b", "70b") else [part]
+    unknown = [s for s in out if s not in SHAPES]
+    if unknown:
+        raise SystemExit(f"unknown shapes {unknown}; choose from {list(SHAPES)} or 8b/70b/all")
+    return out
+
+
+def _copies(bytes_per_copy: int) -> int:
+    return max(2, min(64, math.ceil(3 * L2_BYTES / max(bytes_per_copy, 1)) + 1))
+
+
+def _time(fns, m, torch, triton):
+    """Median microseconds per call, rotating through ``fns`` (one per weight copy)."""
+    if m <= GRAPH_MAX_M:
+        for f in fns:  # warm-up (compilation, autotuning) outside the capture
+            f()
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for f in fns:
+                f()
+        ms = triton.testing.do_bench(graph.replay, warmup=10, rep=60, return_mode="median")
+        return ms * 1000.0 / len(fns)
+    state = {"i": 0}
+
+    def step():
+        fns[state["i"] % len(fns)]()
+        state["i"] += 1
+
+    step()
+    torch.cuda.synchronize()
+    ms = triton.testing.do_bench(step, warmup=10, rep=80, return_mode="median")
+    return ms * 1000.0
+
+
+def run(args) -> None:
+    import torch
+    import torch.nn.functional as F
+    import triton
+
+    import nvfp4.ops  # noqa: F401  (registers torch.ops.nvfp4)
+    from nvfp4.backends.reference import ReferenceBackend
+    from nvfp4.numerics import quantize_weight
+
+    device = torch.device("cuda")
+    meta = dict(
+        gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
+        date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+    ms_list = [int(v) for v in args.ms.split(",")] if args.ms else (QUICK_MS if args.quick else MS)
+    ref_ms = [int(v) for v in args.ref_ms.split(",")] if args.ref_ms else REF_MS
+    ops = torch.ops.nvfp4
+    reference = ReferenceBackend()
+    rows = []
+
+    def emit(shape, n, k, m, impl, us, note=""):
+        flops = 2.0 * m * n * k
+        wbytes = n * k * (2 if impl == "bf16" else 0.5625)
+        row = dict(meta, shape=shape, n=n, k=k, m=m, impl=impl, time_us=f"{us:.2f}",
+                   tflops=f"{flops / us / 1e6:.1f}", weight_gbps=f"{wbytes / us / 1e3:.0f}",
+                   speedup_vs_bf16="", speedup_vs_reference="", note=note)
+        rows.append(row)
+        print(f"{shape:12s} M={m:6d} {impl:10s} {us:10.1f} us {flops / us / 1e6:8.1f} TF/s {note}", flush=True)
+        return row
+
+    for shape in _select_shapes(args.shapes):
+        n, k = SHAPES[shape]
+        torch.manual_seed(0)
+        w = torch.randn(n, k, device=device, dtype=torch.bfloat16) * 0.02
+        wp, ws, gw = quantize_weight(w)
+        del w
+        gx = torch.tensor([2000.0], device=device)
+        alpha = (1.0 / (gx * gw)).expand(n).contiguous()
+        alpha16 = (1.0 / gw).expand(n).contiguous()
+        n_fp4 = _copies(wp.numel() + ws.numel())
+        n_bf16 = _copies(n * k * 2)
+        fp4_copies = [(wp.clone(), ws.clone()) for _ in range(n_fp4)]
+        bf16_copies = [torch.randn(n, k, device=device, dtype=torch.bfloat16) * 0.02 for _ in range(n_bf16)]
+        for m in ms_list:
+            x = torch.randn(m, k, device=device, dtype=torch.bfloat16)
+            base = emit(shape, n, k, m, "bf16", _time([lambda wb=wb: F.linear(x, wb) for wb in bf16_copies], m, torch, triton))
+            t4 = _time([lambda c=c: ops.linear_w4a4(x, c[0], c[1], gx, alpha, None) for c in fp4_copies], m, torch, triton)
+            r4 = emit(shape, n, k, m, "w4a4", t4)
+            t16 = _time([lambda c=c: ops.linear_w4a16(x, c[0], c[1], alpha16, None) for c in fp4_copies], m, torch, triton)
+            r16 = emit(shape, n, k, m, "w4a16", t16)
+            bf16_us = float(base["time_us"])
+            for r in (r4, r16):
+                r["speedup_vs_bf16"] = f"{bf16_us / float(r['time_us']):.2f}"
+            if m in ref_ms and not args.no_ref:
+                layer = type("L", (), {})()
+                layer.weight_packed, layer.weight_scale, layer.alpha, layer.input_global_scale = wp, ws, alpha, gx
+                t_ref = _time([lambda: reference.apply_w4a4(layer, x, None)], max(m, GRAPH_MAX_M + 1), torch, triton)
+                rr = emit(shape, n, k, m, "reference", t_ref, note="reference backend, W4A4")
+                rr["speedup_vs_bf16"] = f"{bf16_us / t_ref:.3f}"
+                r4["speedup_vs_reference"] = f"{t_ref / float(r4['time_us']):.1f}"
+            else:
+                r4["note"] = "reference not measured at this M (too slow; see --ref-ms)"
+            del x
+        del fp4_copies, bf16_copies
+        torch.cuda.empty_cache()
+
+    # The activation-quantization kernel alone: bytes read (bf16) + written (codes + scales).
+    for m, k in ((8192, 4096), (16384, 8192), (4096, 28672)):
+        x = torch.randn(m, k, device=device, dtype=torch.bfloat16)
+        gx = torch.tensor([2000.0], device=device)
+        ms_q = triton.testing.do_bench(lambda: ops.quantize_activation(x, gx), warmup=10, rep=80, return_mode="median")
+        moved = m * k * 2 + m * k // 2 + m * k // 16
+        rows.append(dict(meta, shape=f"act_quant_{m}x{k}", n=0, k=k, m=m, impl="act_quant", time_us=f"{ms_q * 1e3:.2f}",
+                         tflops="", weight_gbps=f"{moved / ms_q / 1e6:.0f}", speedup_vs_bf16="",
+                         speedup_vs_reference="", note="GB/s = bytes read + written"))
+        print(f"act_quant {m}x{k}: {ms_q * 1e3:.1f} us, {moved / ms_q / 1e6:.0f} GB/s", flush=True)
+        del x
+
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.out)), suffix=".csv")
+    with os.fdopen(fd, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, args.out)
+    print(f"wrote {args.out}")
+
+
+def _bucket(m: int) -> str:
+    return "M<=16" if m <= 16 else ("M=32..64" if m <= 64 else ("M=128" if m == 128 else ("M=256..1024" if m < 2048 else "M>=2048")))
+
+
+def report(args) -> None:
+    rows = []
+    for path in args.csv:
+        with open(path, newline="") as fh:
+            rows += list(csv.DictReader(fh))
+    if not rows:
+        raise SystemExit("no rows")
+    meta = rows[0]
+    by = {(r["shape"], int(r["m"]), r["impl"]): r for r in rows}
+    shapes = [s for s in SHAPES if any(k[0] == s for k in by)]
+    ms_all = sorted({int(r["m"]) for r in rows if r["impl"] == "bf16"})
+    lines = [
+        "# NVFP4 linear benchmark",
+        "",
+        f"GPU: {meta['gpu']}; torch {meta['torch']}; triton {meta['triton']}; {meta['date']}.",
+        "Medians of `triton.testing.do_bench`; CUDA graphs for M <= 128; weights rotated out of L2.",
+        "Speedup = bf16 `F.linear` time / NVFP4 time (same run). `ref x` = reference backend time / Triton W4A4",
+        "time (reference measured only at some M; blank = not measured, it is far slower).",
+        "",
+        "## Median speedup vs bf16 over the shapes, per M",
+        "",
+        "| M | W4A4 | W4A16 | W4A4 TFLOP/s (median) | bf16 TFLOP/s (median) |",
+        "|---|---|---|---|---|",
+    ]
+    for m in ms_all:
+        s4 = [float(by[(s, m, "w4a4")]["speedup_vs_bf16"]) for s in shapes if (s, m, "w4a4") in by]
+        s16 = [float(by[(s, m, "w4a16")]["speedup_vs_bf16"]) for s in shapes if (s, m, "w4a16") in by]
+        tf4 = [float(by[(s, m, "w4a4")]["tflops"]) for s in shapes if (s, m, "w4a4") in by]
+        tfb = [float(by[(s, m, "bf16")]["tflops"]) for s in shapes if (s, m, "bf16") in by]
+        if s4:
+            lines.append(
+                f"| {m} | {statistics.median(s4):.2f}x | {statistics.median(s16):.2f}x | "
+                f"{statistics.median(tf4):.0f} | {statistics.median(tfb):.0f} |"
+            )
+    lines += ["", "## All measurements", "",
+              "| shape (NxK) | M | bf16 us | W4A4 us | W4A4 x bf16 | W4A4 TFLOP/s | W4A4 weight GB/s | W4A16 us | W4A16 x bf16 | reference us | ref x |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for s in shapes:
+        for m in ms_all:
+            b, a4, a16 = by.get((s, m, "bf16")), by.get((s, m, "w4a4")), by.get((s, m, "w4a16"))
+            if not (b and a4 and a16):
+                continue
+            ref = by.get((s, m, "reference"))
+            lines.append(
+                f"| {s} {a4['n']}x{a4['k']} | {m} | {b['time_us']} | {a4['time_us']} | {a4['speedup_vs_bf16']} | "
+                f"{a4['tflops']} | {a4['weight_gbps']} | {a16['time_us']} | {a16['speedup_vs_bf16']} | "
+                f"{ref['time_us'] if ref else ''} | {a4['speedup_vs_reference']} |"
+            )
+    aq = [r for r in rows if r["impl"] == "act_quant"]
+    if aq:
+        lines += ["", "## Activation quantization kernel alone", "", "| x (MxK, bf16) | us | GB/s (read + written) |", "|---|---|---|"]
+        lines += [f"| {r['m']}x{r['k']} | {r['time_us']} | {r['weight_gbps']} |" for r in aq]
+    os.makedirs(args.out_dir, exist_ok=True)
+    md = os.path.join(args.out_dir, args.name + ".md")
+    with open(md + ".tmp", "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    os.replace(md + ".tmp", md)
+    merged = os.path.join(args.out_dir, args.name + ".csv")
+    with open(merged + ".tmp", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(merged + ".tmp", merged)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 4, figsize=(18, 8), sharex=True)
+    for ax, s in zip(axes.flat, SHAPES):
+        for impl, style in (("w4a4", "o-"), ("w4a16", "s--")):
+            pts = [(m, float(by[(s, m, impl)]["speedup_vs_bf16"])) for m in ms_all if (s, m, impl) in by]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=impl.upper())
+        ax.axhline(1.0, color="gray", lw=0.8)
+        ax.axhline(16 / 4.5, color="gray", lw=0.8, ls=":")
+        ax.set_xscale("log", base=2)
+        n, k = SHAPES[s]
+        ax.set_title(f"{s} ({n}x{k})")
+        ax.set_xlabel("M (tokens)")
+        ax.set_ylabel("speedup vs bf16 F.linear")
+        ax.legend()
+    fig.suptitle(f"NVFP4 Triton backend vs bf16 cuBLAS - {meta['gpu']}, torch {meta['torch']}, triton {meta['triton']}, {meta['date']}")
+    fig.tight_layout()
+    png = os.path.join(args.out_dir, args.name + ".png")
+    fig.savefig(png + ".tmp.png", dpi=90)
+    os.replace(png + ".tmp.png", png)
+    print(f"wrote {md}, {merged}, {png}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="time on the GPU, write one CSV")
+    r.add_argument("--shapes", default="all", help="all, 8b, 70b, or comma-separated names: " + ",".join(SHAPES))
+    r.add_argument("--ms", default="", help="comma-separated M values (default: the issue's list)")
+    r.add_argument("--quick", action="store_true", help=f"M in {QUICK_MS}")
+    r.add_argument("--ref-ms", default="", help=f"M values at which the slow reference backend is timed (default {REF_MS})")
+    r.add_argument("--no-ref", action="store_true")
+    r.add_argument("--out", required=True)
+    p = sub.add_parser("report", help="merge CSVs into markdown + PNG")
+    p.add_argument("csv", nargs="+")
+    p.add_argument("--out-dir", default=os.path.join(os.path.dirname(__file__), "results"))
+    p.add_argument("--name", default="bench_linear")
+    args = parser.parse_args(argv)
+    run(args) if args.cmd == "run" else report(args)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
+    main()

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# One device call: GPU tests, optional small-M tuning sweep, benchmark pieces.
+#   STEPS="tests tune bench" SHAPES=8b MS=... scripts/device_check.sh
+# Writes logs and CSVs under $OUT (the device tool's output folder) or ./device_out.
+set -u -o pipefail
+OUT=${OUT:-device_out}
+mkdir -p "$OUT"
+export PYTHONPATH=src PYTHONUNBUFFERED=1
+STEPS=${STEPS:-"tests bench"}
+SHAPES=${SHAPES:-all}
+MS=${MS:-}
+TAG=${TAG:-run}
+python3 -c "import torch, triton; print(torch.cuda.get_device_name(), torch.__version__, triton.__version__)" | tee "$OUT/env.txt"
+nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,power.draw --format=csv >> "$OUT/env.txt" 2>&1
+for step in $STEPS; do
+  case $step in
+    tests) timeout ${TEST_TIMEOUT:-240} python3 -m pytest -q -p no:cacheprovider tests/gpu -x 2>&1 | tee "$OUT/gpu_tests.log" | tail -25 ;;
+    tune)  timeout ${TUNE_TIMEOUT:-150} python3 benchmarks/tune_small_m.py ${TUNE_ARGS:-} 2>&1 | tee "$OUT/tune.log" | grep -E "BEST|FAILED" ;;
+    bench) timeout ${BENCH_TIMEOUT:-400} python3 benchmarks/bench_linear.py run --shapes "$SHAPES" ${MS:+--ms "$MS"} ${BENCH_ARGS:-} --out "$OUT/bench_$TAG.csv" 2>&1 | tee "$OUT/bench_$TAG.log" | tail -${BENCH_TAIL:-40} ;;
+  esac
+done

@@ -1,0 +1,239 @@
+"""Bit-exact number-format helpers used inside the Triton kernels.
+
+Everything is done with integer bit arithmetic and exact float operations so that the
+compiled GPU kernel and the CPU interpreter (``TRITON_INTERPRET=1``) compute the same bits
+as ``nvfp4.numerics`` (torch's float8 cast rounds half to even; Triton's in-kernel fp8 casts
+do not match it in the interpreter, so we never use them).
+
+Why no fused multiply-add can creep in: every rounding step below starts from a value that
+went through ``minimum``/``abs``/a comparison, or multiplies by a power of two, so LLVM's
+FMA contraction cannot merge a product into a later add and change a rounding.
+"""
+
+import triton
+import triton.language as tl
+
+# float32 bit patterns of constants that must be exact (Python floats could be rounded
+# differently by the compiler and the interpreter).
+ONE_SIXTH_F32_BITS = 0x3E2AAAAB  # fp32(1/6): vLLM multiplies by it instead of dividing by 6
+F32_NAN_BITS = 0x7FC00000
+E4M3_NAN_BYTE = 0x7F
+
+
+@triton.jit
+def f32_from_bits(bits):
+    return bits.to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def safe_reciprocal(t):
+    """vLLM's ``get_reciprocal``: ``1 / (t + (t == 0) * 1e8)`` with IEEE division."""
+    return tl.div_rn(tl.full(t.shape, 1.0, tl.float32), tl.where(t == 0, 1.0e8, t))
+
+
+@triton.jit
+def round_to_e4m3(v):
+    """Round fp32 ``v`` in ``[0, 448]`` (or NaN) to the nearest E4M3 value, ties to even.
+
+    Adding ``2^(e+20)`` (``e`` = v's exponent, at least -6, the E4M3 subnormal binade) puts
+    v's bits below the E4M3 quantum ``2^(e-3)`` out of the fp32 mantissa, so the fp32 adder's
+    round-half-even does the E4M3 rounding; subtracting gives the rounded value back exactly.
+    NaN stays NaN.
+    """
+    bits = v.to(tl.int32, bitcast=True)
+    exponent = ((bits >> 23) & 0xFF) - 127
+    exponent = tl.minimum(tl.maximum(exponent, -6), 8)
+    magic = f32_from_bits((exponent + 20 + 127) << 23)
+    return (v + magic) - magic
+
+
+@triton.jit
+def e4m3_byte_from_value(s):
+    """The E4M3FN byte of an fp32 ``s`` that is already an E4M3 value >= 0 (or NaN -> 0x7F)."""
+    bits = s.to(tl.int32, bitcast=True)
+    exponent = ((bits >> 23) & 0xFF) - 127
+    normal = ((exponent + 7) << 3) | ((bits >> 20) & 7)
+    subnormal = (s * 512.0).to(tl.int32)  # s = m * 2^-9 exactly, m in 0..7
+    byte = tl.where(s >= 0.015625, normal, subnormal)
+    return tl.where(s != s, E4M3_NAN_BYTE, byte)
+
+
+@triton.jit
+def e4m3_byte_to_f32(b):
+    """Decode E4M3FN bytes (int32 0..255) to fp32, exactly; 0x7F/0xFF -> NaN."""
+    sign = (b & 0x80) << 24
+    exponent = (b >> 3) & 0xF
+    mantissa = b & 7
+    normal = ((exponent + 120) << 23) | (mantissa << 20)
+    subnormal = (mantissa.to(tl.float32) * 0.001953125).to(tl.int32, bitcast=True)
+    bits = tl.where(exponent == 0, subnormal, normal)
+    bits = tl.where((b & 0x7F) == 0x7F, F32_NAN_BITS, bits)
+    return f32_from_bits(bits | sign)
+
+
+@triton.jit
+def e2m1_magnitude_code(a):
+    """E2M1 magnitude code (0..7) of ``a = |scaled|``: nearest value, ties to even, >6 -> 7.
+
+    The thresholds are the midpoints of the E2M1 grid exactly as ``numerics.e2m1_encode``
+    writes them; NaN compares false everywhere and gives 0, like the reference.
+    """
+    return (
+        (a > 0.25).to(tl.int32)
+        + (a >= 0.75).to(tl.int32)
+        + (a > 1.25).to(tl.int32)
+        + (a >= 1.75).to(tl.int32)
+        + (a > 2.5).to(tl.int32)
+        + (a >= 3.5).to(tl.int32)
+        + (a > 5.0).to(tl.int32)
+    )
+
+
+@triton.jit
+def e2m1_decode_f32(code):
+    """Decode E2M1 codes (int32 0..15) to fp32 exactly (portable: no subnormals involved).
+
+    Magnitude codes 2..7 are 2^((c>>1)-1) * (1 + (c&1)/2): their fp32 bits are
+    ``(c << 22) + (126 << 23)``; codes 0 and 1 are 0 and 0.5.
+    """
+    magnitude = code & 7
+    normal = f32_from_bits((magnitude << 22) + 0x3F000000)
+    value = tl.where(magnitude >= 2, normal, magnitude.to(tl.float32) * 0.5)
+    return tl.where((code & 8) != 0, -value, value)
+
+
+@triton.jit
+def quantize_groups(xg, gx, inv_gx):
+    """Quantize fp32 groups ``xg[R, G, 16]`` as ``numerics.quantize_activation`` does.
+
+    Returns ``(scale fp32 [R, G] (an E4M3 value or NaN), scaled fp32 [R, G, 16])`` where
+    ``scaled = x * (1 / (s * (1/Gx)))`` is what the E2M1 rounding is applied to.
+    """
+    amax = tl.max(tl.abs(xg), axis=2)
+    has_nan = tl.max((xg != xg).to(tl.int32), axis=2) > 0
+    one_sixth = f32_from_bits(tl.full(amax.shape, ONE_SIXTH_F32_BITS, tl.int32))
+    v = tl.minimum(gx * (amax * one_sixth), 448.0)
+    v = tl.where(has_nan, f32_from_bits(tl.full(amax.shape, F32_NAN_BITS, tl.int32)), v)
+    scale = round_to_e4m3(v)
+    output_scale = safe_reciprocal(scale * inv_gx)
+    scaled = xg * output_scale[:, :, None]
+    return scale, scaled
+
+
+@triton.jit
+def fake_quantize_groups(xg, gx, inv_gx):
+    """``e2m1(q) * s`` (fp32, exact) for fp32 groups ``xg[R, G, 16]``: the GEMM operand of
+    the quantized activation, without its global scale."""
+    scale, scaled = quantize_groups(xg, gx, inv_gx)
+    magnitude = e2m1_decode_f32(e2m1_magnitude_code(tl.abs(scaled)))
+    value = tl.where(scaled < 0, -magnitude, magnitude)
+    return value * scale[:, :, None]
+
+
+@triton.jit
+def fp4x2_decode_portable(packed, OP_DTYPE: tl.constexpr):
+    """Bytes (uint8) -> (low-nibble values, high-nibble values) in ``OP_DTYPE``, exact."""
+    b = packed.to(tl.int32)
+    lo = e2m1_decode_f32(b & 0xF)
+    hi = e2m1_decode_f32(b >> 4)
+    return lo.to(OP_DTYPE), hi.to(OP_DTYPE)
+
+
+@triton.jit
+def fp4x2_decode_asm(packed, OP_DTYPE: tl.constexpr):
+    """The same decode as ``fp4x2_decode_portable`` in a few packed PTX instructions.
+
+    For 4 bytes in one register, ``prmt`` spreads bytes 0/1 (and 2/3) into the two 16-bit
+    halves; masks and shifts move each nibble's magnitude bits into the exponent/mantissa
+    of an fp16 (bf16) and its sign bit to bit 15. Read as fp16 (bf16) that is the E2M1
+    value times 2^-14 (2^-126), code 1 landing exactly on a subnormal; one packed multiply
+    by 2^14 (2^126) gives the exact value. Half-precision arithmetic keeps subnormals.
+    """
+    if OP_DTYPE == tl.float16:
+        lo, hi = tl.inline_asm_elementwise(
+            asm="""
+            {
+            .reg .b32 t0, t1, m, s, z, c;
+            mov.b32 z, 0;
+            mov.b32 c, 0x74007400;
+            prmt.b32 t0, $4, z, 0x4140;
+            prmt.b32 t1, $4, z, 0x4342;
+            shl.b32 m, t0, 9;  and.b32 m, m, 0x0E000E00; shl.b32 s, t0, 12; and.b32 s, s, 0x80008000; or.b32 m, m, s;
+            mul.rn.f16x2 $0, m, c;
+            shl.b32 m, t1, 9;  and.b32 m, m, 0x0E000E00; shl.b32 s, t1, 12; and.b32 s, s, 0x80008000; or.b32 m, m, s;
+            mul.rn.f16x2 $1, m, c;
+            shl.b32 m, t0, 5;  and.b32 m, m, 0x0E000E00; shl.b32 s, t0, 8;  and.b32 s, s, 0x80008000; or.b32 m, m, s;
+            mul.rn.f16x2 $2, m, c;
+            shl.b32 m, t1, 5;  and.b32 m, m, 0x0E000E00; shl.b32 s, t1, 8;  and.b32 s, s, 0x80008000; or.b32 m, m, s;
+            mul.rn.f16x2 $3, m, c;
+            }
+            """,
+            constraints="=r,=r,=r,=r,r",
+            args=[packed],
+            dtype=(tl.float16, tl.float16),
+            is_pure=True,
+            pack=4,
+        )
+    else:
+        lo, hi = tl.inline_asm_elementwise(
+            asm="""
+            {
+            .reg .b32 t0, t1, m, s, z, c, nz;
+            mov.b32 z, 0;
+            mov.b32 c, 0x7E807E80;
+            mov.b32 nz, 0x80008000;
+            prmt.b32 t0, $4, z, 0x4140;
+            prmt.b32 t1, $4, z, 0x4342;
+            shl.b32 m, t0, 6;  and.b32 m, m, 0x01C001C0; shl.b32 s, t0, 12; and.b32 s, s, 0x80008000; or.b32 m, m, s;
+            fma.rn.bf16x2 $0, m, c, nz;
+            shl.b32 m, t1, 6;  and.b32 m, m, 0x01C001C0; shl.b32 s, t1, 12; and.b32 s, s, 0x80008000; or.b32 m, m, s;
+            fma.rn.bf16x2 $1, m, c, nz;
+            shl.b32 m, t0, 2;  and.b32 m, m, 0x01C001C0; shl.b32 s, t0, 8;  and.b32 s, s, 0x80008000; or.b32 m, m, s;
+            fma.rn.bf16x2 $2, m, c, nz;
+            shl.b32 m, t1, 2;  and.b32 m, m, 0x01C001C0; shl.b32 s, t1, 8;  and.b32 s, s, 0x80008000; or.b32 m, m, s;
+            fma.rn.bf16x2 $3, m, c, nz;
+            }
+            """,
+            constraints="=r,=r,=r,=r,r",
+            args=[packed],
+            dtype=(tl.bfloat16, tl.bfloat16),
+            is_pure=True,
+            pack=4,
+        )
+    return lo, hi
+
+
+@triton.jit
+def dequantize_fp4_tile(packed, scale_bytes, BLOCK_K: tl.constexpr, OP_DTYPE: tl.constexpr, USE_ASM: tl.constexpr):
+    """Packed FP4 tile ``[R, BLOCK_K/2]`` + E4M3 scale bytes ``[R, BLOCK_K/16]`` ->
+    ``e2m1 * s`` as ``OP_DTYPE [R, BLOCK_K]`` (exact: at most 6 significant bits)."""
+    R: tl.constexpr = packed.shape[0]
+    if USE_ASM:
+        lo, hi = fp4x2_decode_asm(packed, OP_DTYPE)
+    else:
+        lo, hi = fp4x2_decode_portable(packed, OP_DTYPE)
+    values = tl.interleave(lo, hi)  # even element = low nibble
+    scale = e4m3_byte_to_f32(scale_bytes.to(tl.int32)).to(OP_DTYPE)
+    grouped = tl.reshape(values, (R, BLOCK_K // 16, 16)) * scale[:, :, None]
+    return tl.reshape(grouped, (R, BLOCK_K))
+
+
+@triton.jit
+def round_to_bf16_bits_f32(y):
+    """fp32 -> the fp32 value of its bf16 rounding (nearest, ties to even), via bits.
+
+    Only used under ``TRITON_INTERPRET=1``, whose fp32 -> bf16 cast truncates; the compiled
+    cast on the GPU rounds to nearest even already. NaN and Inf pass through.
+    """
+    bits = y.to(tl.uint32, bitcast=True)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    rounded = tl.where(y != y, bits, rounded)
+    return rounded.to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def cast_output(y, OUT_DTYPE: tl.constexpr, INTERPRET: tl.constexpr):
+    """Cast fp32 ``y`` to the output dtype with round-to-nearest-even on every backend."""
+    if INTERPRET and OUT_DTYPE == tl.bfloat16:
+        y = round_to_bf16_bits_f32(y)
+    return y.to(OUT_DTYPE)

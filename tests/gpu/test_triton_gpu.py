@@ -1,0 +1,230 @@
+"""GPU tests of the Triton fast path (``pytest -m gpu tests/gpu``; skipped without CUDA).
+
+Real shapes, bit-exact activation quantization (including FP8 rounding at every E4M3
+midpoint and at the clamp, on the real hardware), GEMMs within the stated fp32-summation
+bound of a float64 computation (see ``tests/triton_exactness.py``), both weight decoders,
+torch.compile(fullgraph=True), CUDA-graph capture, and proof that the kernels actually ran.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
+from triton_exactness import activation_operand, assert_close_to_exact  # noqa: E402
+
+from nvfp4 import NVFP4Linear  # noqa: E402
+from nvfp4.numerics import quantize_activation, quantize_weight  # noqa: E402
+
+pytestmark = pytest.mark.gpu
+DEV = "cuda"
+
+
+def _ops():
+    import nvfp4.ops as ops
+
+    return torch.ops.nvfp4, ops.KERNEL_LAUNCHES
+
+
+def _gx(x):
+    return torch.tensor([448.0 * 6.0 / x.abs().max().float().item()], device=x.device)
+
+
+def _weights(n, k, seed=0, dtype=torch.bfloat16):
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    w = (torch.randn(n, k, generator=g) * 0.05).to(dtype).to(DEV)
+    return quantize_weight(w)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("m,k", [(1, 4096), (7, 16), (300, 4096), (4096, 1024), (33, 14336)])
+def test_activation_quant_identical(dtype, m, k):
+    ops, launches = _ops()
+    x = (torch.randn(m, k, device=DEV) * 4).to(dtype)
+    x[0, :16] = 0  # an all-zero group
+    if m > 2:
+        x[1, 16:32] = torch.tensor([1e-30] * 16)  # subnormal-scale group
+        x[2, :3] = torch.tensor([float("inf"), -0.0, float("-inf")])
+    gx = _gx(x[torch.isfinite(x)].reshape(1, -1))
+    before = launches["activation_quant"]
+    p, s = ops.quantize_activation(x, gx)
+    torch.cuda.synchronize()
+    assert launches["activation_quant"] == before + 1
+    rp, rs = quantize_activation(x, gx)
+    assert torch.equal(p, rp)
+    assert torch.equal(s.view(torch.uint8), rs.view(torch.uint8))
+
+
+def test_activation_quant_nan_group():
+    ops, _ = _ops()
+    x = torch.randn(4, 64, device=DEV, dtype=torch.bfloat16)
+    x[1, 20] = float("nan")
+    gx = torch.tensor([100.0], device=DEV)
+    p, s = ops.quantize_activation(x, gx)
+    rp, rs = quantize_activation(x, gx)
+    assert torch.equal(p, rp) and torch.equal(s.view(torch.uint8), rs.view(torch.uint8))
+    assert s.view(torch.uint8)[1, 1].item() == 0x7F
+
+
+def test_fp8_rounding_midpoints_and_clamp_on_hardware():
+    """Every E4M3 midpoint (and its fp32 neighbours) and values past 448, as block scales.
+
+    With amax = 6 in a group, ``Gx * (6 * fp32(1/6))`` is exactly ``Gx``, so the block scale
+    is ``fp8(clamp(Gx))``: sweeping Gx sweeps the rounding of the scale.
+    """
+    ops, _ = _ops()
+    codes = torch.arange(0, 0x7F, dtype=torch.uint8)
+    values = codes.view(torch.float8_e4m3fn).to(torch.float32)
+    mids = (values[:-1] + values[1:]) / 2
+    probes = torch.cat([mids, torch.nextafter(mids, mids + 1), torch.nextafter(mids, mids - 1)])
+    probes = torch.cat([probes, torch.tensor([448.0, 449.0, 463.9, 464.0, 465.0, 1e4, 3e38])])
+    x = torch.zeros(1, 16, device=DEV, dtype=torch.bfloat16)
+    x[0, 0] = 6.0
+    x[0, 1] = -3.0
+    x[0, 2] = 0.7
+    got, want = [], []
+    for gx_value in probes.tolist():
+        gx = torch.tensor([gx_value], device=DEV, dtype=torch.float32)
+        p, s = ops.quantize_activation(x, gx)
+        rp, rs = quantize_activation(x.cpu(), gx.cpu())
+        got.append(torch.cat([s.view(torch.uint8).flatten().cpu(), p.flatten().cpu()]))
+        want.append(torch.cat([rs.view(torch.uint8).flatten(), rp.flatten()]))
+    got, want = torch.stack(got), torch.stack(want)
+    assert torch.equal(got, want), f"{int((got != want).any(1).sum())} of {len(probes)} probes differ"
+    # And the CPU reference itself agrees with torch's own RNE cast on the GPU for in-range values.
+    in_range = probes[probes <= 448]
+    assert torch.equal(
+        in_range.to(DEV).to(torch.float8_e4m3fn).view(torch.uint8).cpu(),
+        in_range.to(torch.float8_e4m3fn).view(torch.uint8),
+    )
+
+
+SHAPES = [(4096, 4096), (1000, 432), (96, 16), (6144, 4096)]
+MS = [1, 5, 16, 33, 64, 65, 200, 1024]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("n,k", SHAPES)
+def test_w4a4_matches_exact(dtype, n, k):
+    ops, launches = _ops()
+    wp, ws, gw = _weights(n, k)
+    for m in MS:
+        x = (torch.randn(m, k, device=DEV) * 2).to(dtype)
+        gx = _gx(x)
+        alpha = (1.0 / (gx * gw)).expand(n).contiguous()
+        alpha[: n // 3] *= 0.5  # per-row alpha (fused shards with different Gw)
+        bias = (torch.randn(n, device=DEV) * 0.1).to(dtype) if m % 2 else None
+        total = sum(launches.values())
+        out = ops.linear_w4a4(x, wp, ws, gx, alpha, bias)
+        assert sum(launches.values()) > total
+        rp, rs = quantize_activation(x, gx)
+        assert_close_to_exact(out, activation_operand(rp, rs), wp, ws, alpha, bias, f"w4a4 {dtype} M={m} N={n} K={k}")
+        packed_out = ops.gemm_w4a4_packed(rp, rs, wp, ws, alpha, bias, dtype)
+        assert_close_to_exact(packed_out, activation_operand(rp, rs), wp, ws, alpha, bias, f"packed M={m}")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("n,k", SHAPES)
+def test_w4a16_matches_exact(dtype, n, k):
+    ops, _ = _ops()
+    wp, ws, gw = _weights(n, k, seed=1)
+    alpha = (1.0 / gw).expand(n).contiguous()
+    for m in MS:
+        x = torch.randn(m, k, device=DEV).to(dtype)
+        bias = torch.randn(n, device=DEV).to(dtype) if m % 2 == 0 else None
+        out = ops.linear_w4a16(x, wp, ws, alpha, bias)
+        assert_close_to_exact(out, x.float(), wp, ws, alpha, bias, f"w4a16 {dtype} M={m} N={n} K={k}")
+
+
+def test_asm_and_portable_decoders_agree(monkeypatch):
+    ops, _ = _ops()
+    wp, ws, gw = _weights(512, 1024, seed=3)
+    alpha = (1.0 / gw).expand(512).contiguous()
+    for dtype in (torch.bfloat16, torch.float16):
+        x = torch.randn(48, 1024, device=DEV).to(dtype)
+        monkeypatch.setenv("NVFP4_TRITON_DECODE", "asm")
+        a = ops.linear_w4a16(x, wp, ws, alpha, None)
+        monkeypatch.setenv("NVFP4_TRITON_DECODE", "portable")
+        b = ops.linear_w4a16(x, wp, ws, alpha, None)
+        assert torch.equal(a, b)
+
+
+def _model(dtype=torch.bfloat16, weight_only=False, backend=None):
+    torch.manual_seed(0)
+    dims = [(512, 1024), (1024, 256)]
+    layers = []
+    for k, n in dims:
+        lin = torch.nn.Linear(k, n, bias=True, device=DEV, dtype=dtype)
+        kw = dict(weight_only=True) if weight_only else dict(input_global_scale=torch.tensor([300.0]))
+        layers.append(NVFP4Linear.from_linear(lin, backend=backend, **kw) if backend else NVFP4Linear.from_linear(lin, **kw))
+    return torch.nn.Sequential(layers[0], torch.nn.GELU(), layers[1]).to(DEV)
+
+
+def test_auto_backend_is_triton_and_matches_reference():
+    _, launches = _ops()
+    model = _model()
+    assert "triton" in repr(model[0])
+    ref_model = _model(backend="reference")
+    x = torch.randn(3, 5, 512, device=DEV, dtype=torch.bfloat16)
+    before = launches["gemm_small_m"]
+    out = model(x)
+    assert launches["gemm_small_m"] >= before + 2
+    ref = ref_model(x)
+    assert out.shape == ref.shape == (3, 5, 256)
+    assert torch.allclose(out.float(), ref.float(), rtol=2e-2, atol=2e-2)
+    assert model(x[:, :0]).shape == (3, 0, 256)
+    # non-contiguous input
+    xt = torch.randn(512, 7, device=DEV, dtype=torch.bfloat16).t()
+    assert torch.equal(model(xt), model(xt.contiguous()))
+
+
+def test_fp32_input_warns_and_uses_reference():
+    model = _model(dtype=torch.float32)
+    x = torch.randn(4, 512, device=DEV)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = model(x)
+    assert out.dtype == torch.float32
+    assert any("float32 activations" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("weight_only", [False, True])
+def test_torch_compile_fullgraph(weight_only):
+    _, launches = _ops()
+    model = _model(weight_only=weight_only)
+    x = torch.randn(8, 512, device=DEV, dtype=torch.bfloat16)
+    eager = model(x)
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True)
+    before = sum(launches.values())
+    out = compiled(x)
+    assert sum(launches.values()) > before, "compiled model did not run the Triton kernels"
+    assert torch.equal(out, eager)
+
+
+@pytest.mark.parametrize("m", [1, 16, 200])
+def test_cuda_graph_capture(m):
+    _, launches = _ops()
+    model = _model()
+    static_x = torch.randn(m, 512, device=DEV, dtype=torch.bfloat16)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(2):  # warm-up: compile and autotune outside the capture
+            model(static_x)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    before = sum(launches.values())
+    with torch.cuda.graph(graph):
+        static_out = model(static_x)
+    assert sum(launches.values()) > before, "nothing was launched during capture"
+    new_x = torch.randn(m, 512, device=DEV, dtype=torch.bfloat16)
+    static_x.copy_(new_x)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(static_out, model(new_x))
