@@ -177,3 +177,26 @@ def test_layer_follows_to_device_dtype_independent_state():
     keys = set(layer.state_dict())
     assert {"weight_packed", "weight_scale", "weight_global_scale", "input_global_scale", "bias"} <= keys
     assert "alpha" not in keys  # derived, not persistent
+
+
+def test_min_capability_is_vllms():
+    assert CompressedTensorsW4A4Fp4.get_min_capability() == 75
+    assert CompressedTensorsW4A16Fp4.get_min_capability() == 75
+
+
+def test_non_finite_activations_policy():
+    """Decided policy (activations.py): +-Inf saturates (scale 448, code +-6) so the output stays
+    finite; NaN poisons its group's scale, so every output of that token is NaN (as a float
+    matmul would give) and other tokens are unaffected."""
+    lin = float_linear(64, 16, bias=False)
+    layer = NVFP4Linear.from_linear(lin, input_global_scale=torch.tensor([100.0]))
+    x = torch.randn(3, 64).to(torch.bfloat16)
+    x[0, 5] = float("inf")
+    x[0, 40] = float("-inf")
+    x[1, 17] = float("nan")
+    out = layer(x)
+    assert torch.all(torch.isfinite(out[0])) and torch.all(torch.isfinite(out[2]))
+    assert torch.all(torch.isnan(out[1]))
+    finite_rows = [0, 2]
+    y, bound = expected_w4a4(layer, x[finite_rows])
+    assert_within(out[finite_rows], y, bound)

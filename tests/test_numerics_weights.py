@@ -179,3 +179,28 @@ def test_quantize_weight_with_given_global_scale():
     assert_same_as_ct(w, gs)
     packed, scale, gs_out = quantize_weight(w, 1234.0)
     assert gs_out.item() == 1234.0
+
+
+def test_weights_within_ulps_of_every_fp4_tie_bit_exact():
+    """Values placed within a few fp32 ulps of every FP4 tie after scaling by s/Gw: any change
+    in the operation order (e.g. W * (Gw/s) instead of W / (s/Gw)) flips some codes."""
+    g = torch.Generator().manual_seed(31)
+    ties = torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0], dtype=torch.float64)
+    steps = torch.tensor([-3, -2, -1, 0, 1, 2, 3], dtype=torch.float64) * 2.0**-23
+    near = (ties.unsqueeze(1) * (1 + steps)).flatten()  # 49 offsets, in FP4 units
+    fp8_values = torch.arange(8, 0x7F, dtype=torch.uint8).view(torch.float8_e4m3fn).to(torch.float64)
+    for trial in range(4):
+        gs = torch.empty(1).uniform_(50.0, 5000.0, generator=g)
+        rows = []
+        for _ in range(32):
+            s = fp8_values[torch.randint(len(fp8_values), (1,), generator=g)].item()
+            d = (torch.tensor(s, dtype=torch.float32) / gs).item()  # the divisor s/Gw, rounded as CT does
+            signs = torch.where(torch.rand(near.numel(), generator=g) < 0.5, -1.0, 1.0).double()
+            values = (near * d * signs).tolist()
+            groups = [[6.0 * d] + values[i:i + 15] for i in range(0, 45, 15)] + [[6.0 * d] + values[45:] + [0.0] * 11]
+            rows.append(sum(groups, []))
+        w = torch.tensor(rows, dtype=torch.float32)
+        # the test hits exact ties: some elements divide to exactly 0.25, 0.75, ... in fp32
+        divisor = torch.tensor([(torch.tensor(1.0) * r[0] / 6.0) for r in rows]).unsqueeze(1)
+        assert bool(torch.isin((w / divisor).abs(), ties.float()).any())
+        assert_same_as_ct(w, gs)
