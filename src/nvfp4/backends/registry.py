@@ -1,9 +1,12 @@
 """Choosing a backend: by argument, then the ``NVFP4_BACKEND`` environment variable, then
 automatically (the highest-priority backend that can run on the device).
 
-An explicit request that cannot run raises an error with the reason; an automatic choice
-that had to skip a faster backend warns once, saying why. The chosen backend is logged once
-per (backend, device type).
+An explicit request (argument or environment) names its source in every error: an unknown
+name raises ``ValueError`` listing the registered choices; a known backend that cannot run on
+the device raises ``RuntimeError`` with the backend's own reason (an environment problem, not
+bad input). An automatic choice never picks a negative-priority backend (``emulation``) and,
+on a GPU, warns once per skipped faster backend, saying why. The chosen backend is logged
+once per (backend, device type).
 """
 
 from __future__ import annotations

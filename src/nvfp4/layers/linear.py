@@ -146,6 +146,13 @@ class NVFP4Linear(nn.Module):
 
     # -- loading ----------------------------------------------------------------------------
     def weight_loader(self, param: nn.Parameter, loaded_weight: torch.Tensor, loaded_shard_id=None) -> None:
+        """Load a checkpoint tensor into ``param`` (vLLM's ``weight_loader`` contract).
+
+        ``loaded_shard_id``: ``None`` for a tensor stored whole (a fused tensor is split into
+        its shards; a single global-scale value fills every slot), else a shard name of this
+        layer (``shard_names``) or an integer index. A layer with named shards refuses other
+        names (``"gate"`` on a q/k/v layer) instead of mapping them to a slot; bools are refused.
+        """
         if not isinstance(param, NVFP4Parameter):
             raise TypeError(f"{self._name()}: {type(param).__name__} is not an NVFP4 loading parameter")
         if loaded_shard_id is None:

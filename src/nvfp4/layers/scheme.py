@@ -245,6 +245,13 @@ class CompressedTensorsW4A4Fp4(_NVFP4Scheme):
     ``weight_only=True`` runs a W4A4 checkpoint as W4A16 (activations stay bf16/fp16; the
     checkpoint's ``input_global_scale`` is loaded but ignored). That is *not* the
     checkpoint's W4A4 numerics: it is usually a little more accurate and sometimes faster.
+    The ignored ``input_global_scale`` must still be loaded and valid (finite, > 0), so the
+    same checkpoint check applies in both modes.
+
+    Non-finite activations (W4A4): ``+-Inf`` saturates (block scale 448, code +-6) and the
+    output stays finite; ``NaN`` makes its group's scale NaN, so every output of that token
+    is NaN and other tokens are unaffected (see ``numerics/activations.py``). In W4A16 the
+    activations are not quantized and Inf/NaN propagate as in any float matmul.
     """
 
     def __init__(self, backend: str | None = None, shard_scale_policy: str | None = None, weight_only: bool = False):
