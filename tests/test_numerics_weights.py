@@ -204,3 +204,21 @@ def test_weights_within_ulps_of_every_fp4_tie_bit_exact():
         divisor = torch.tensor([(torch.tensor(1.0) * r[0] / 6.0) for r in rows]).unsqueeze(1)
         assert bool(torch.isin((w / divisor).abs(), ties.float()).any())
         assert_same_as_ct(w, gs)
+
+
+@pytest.mark.parametrize(
+    "dtype,magnitudes",
+    [
+        (torch.float16, (60000.0, 1.0, 1e-4, 6e-8)),  # up to the fp16 max, down to fp16 subnormals
+        (torch.bfloat16, (1e30, 1e-10, 1e-30)),
+        (torch.float32, (1e30, 1.0, 1e-30, 1e-40)),  # fp32 subnormal weights
+    ],
+)
+def test_extreme_ranges_bit_exact(dtype, magnitudes):
+    g = torch.Generator().manual_seed(41)
+    rows = [(torch.rand(64, generator=g) * 2 - 1) * m for m in magnitudes]
+    w = torch.stack(rows).to(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fp16 Gw overflow may warn; compared to CT either way
+        assert_same_as_ct(w)
+        assert_same_as_ct(w[1:])  # without the largest row: a different Gw
