@@ -15,9 +15,9 @@ import triton.language as tl
 
 # float32 bit patterns of constants that must be exact (Python floats could be rounded
 # differently by the compiler and the interpreter).
-ONE_SIXTH_F32_BITS = 0x3E2AAAAB  # fp32(1/6): vLLM multiplies by it instead of dividing by 6
-F32_NAN_BITS = 0x7FC00000
-E4M3_NAN_BYTE = 0x7F
+ONE_SIXTH_F32_BITS = tl.constexpr(0x3E2AAAAB)  # fp32(1/6): vLLM multiplies by it instead of dividing by 6
+F32_NAN_BITS = tl.constexpr(0x7FC00000)
+E4M3_NAN_BYTE = tl.constexpr(0x7F)
 
 
 @triton.jit

@@ -32,45 +32,11 @@ A_PACKED = 2
 
 
 @triton.jit
-def _load_activation_tile(
-    a_ptr, a_scale_ptr, gx, inv_gx, offs_m, k0, M, K, stride_am,
-    A_MODE: tl.constexpr, OP_DTYPE: tl.constexpr, USE_ASM: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
-):
-    """The activation operand ``[BLOCK_M, BLOCK_K]`` in ``OP_DTYPE`` (rows >= M are zero)."""
-    rows64 = offs_m.to(tl.int64)
-    if A_MODE == 2:
-        half = k0 // 2 + tl.arange(0, BLOCK_K // 2)
-        packed = tl.load(
-            a_ptr + rows64[:, None] * stride_am + half[None, :],
-            mask=(offs_m[:, None] < M) & (half[None, :] < K // 2), other=0,
-        )
-        groups = k0 // 16 + tl.arange(0, BLOCK_K // 16)
-        scale_bytes = tl.load(
-            a_scale_ptr + rows64[:, None] * (K // 16) + groups[None, :],
-            mask=(offs_m[:, None] < M) & (groups[None, :] < K // 16), other=0,
-        )
-        a = dequantize_fp4_tile(packed, scale_bytes, BLOCK_K, OP_DTYPE, USE_ASM)
-    else:
-        cols = k0 + tl.arange(0, BLOCK_K)
-        x = tl.load(
-            a_ptr + rows64[:, None] * stride_am + cols[None, :],
-            mask=(offs_m[:, None] < M) & (cols[None, :] < K), other=0.0,
-        )
-        if A_MODE == 1:
-            xg = tl.reshape(x.to(tl.float32), (BLOCK_M, BLOCK_K // 16, 16))
-            a = tl.reshape(fake_quantize_groups(xg, gx, inv_gx), (BLOCK_M, BLOCK_K)).to(OP_DTYPE)
-        else:
-            a = x.to(OP_DTYPE)
-    return a
-
-
-@triton.jit
 def _gemm_body(
     a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, alpha_ptr, bias_ptr, gx_ptr, out_ptr, partial_ptr,
-    M, N, K, stride_am, TILES_PER_SPLIT,
+    M, N, K, stride_am, stride_wn, stride_ws, TILES_PER_SPLIT,
     A_MODE: tl.constexpr, HAS_BIAS: tl.constexpr, WRITE_PARTIAL: tl.constexpr, OP_DTYPE: tl.constexpr,
-    USE_ASM: tl.constexpr, INTERPRET: tl.constexpr,
+    USE_ASM: tl.constexpr, INTERPRET: tl.constexpr, EVEN_K: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
@@ -78,45 +44,76 @@ def _gemm_body(
     pid_k = tl.program_id(2)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    n64 = offs_n.to(tl.int64)
-    n_mask = offs_n < N
+    # Rows past N (M) are clamped to valid rows instead of masked, so every load in the main
+    # loop is an unmasked, 16-byte vectorizable load; those rows are never stored.
+    rows_w = (offs_n % N).to(tl.int64)
+    rows_a = (offs_m % M).to(tl.int64)
+    HALF_K: tl.constexpr = BLOCK_K // 2
+    GROUPS: tl.constexpr = BLOCK_K // 16
+    k_first = pid_k * TILES_PER_SPLIT * BLOCK_K
+    kh = tl.max_contiguous(tl.multiple_of(tl.arange(0, HALF_K), HALF_K), HALF_K)
+    kg = tl.arange(0, GROUPS)
+    kf = tl.max_contiguous(tl.multiple_of(tl.arange(0, BLOCK_K), BLOCK_K), BLOCK_K)
+    w_ptrs = w_ptr + rows_w[:, None] * stride_wn + (k_first // 2 + kh)[None, :]
+    ws_ptrs = w_scale_ptr + rows_w[:, None] * stride_ws + (k_first // 16 + kg)[None, :]
+    if A_MODE == 2:
+        a_ptrs = a_ptr + rows_a[:, None] * stride_am + (k_first // 2 + kh)[None, :]
+        as_ptrs = a_scale_ptr + rows_a[:, None] * stride_ws + (k_first // 16 + kg)[None, :]
+        a_step = HALF_K
+    else:
+        a_ptrs = a_ptr + rows_a[:, None] * stride_am + (k_first + kf)[None, :]
+        as_ptrs = a_scale_ptr
+        a_step = BLOCK_K
 
     if A_MODE == 1:
         gx = tl.load(gx_ptr)
         inv_gx = safe_reciprocal(gx)
-    else:
-        gx = 1.0
-        inv_gx = 1.0
 
-    # Split s owns K tiles [s*TILES_PER_SPLIT, (s+1)*TILES_PER_SPLIT); tiles past K are fully
-    # masked (zero), so the last split may simply run short.
+    # Split s owns K tiles [s*TILES_PER_SPLIT, (s+1)*TILES_PER_SPLIT). With EVEN_K every tile
+    # is inside K (no masks); otherwise tiles past K are masked to zero.
     acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
     for i in tl.range(0, TILES_PER_SPLIT):
-        k0 = (pid_k * TILES_PER_SPLIT + i) * BLOCK_K
-        half = k0 // 2 + tl.arange(0, BLOCK_K // 2)
-        w_packed = tl.load(
-            w_ptr + n64[:, None] * (K // 2) + half[None, :],
-            mask=n_mask[:, None] & (half[None, :] < K // 2), other=0,
-        )
-        groups = k0 // 16 + tl.arange(0, BLOCK_K // 16)
-        w_scale = tl.load(
-            w_scale_ptr + n64[:, None] * (K // 16) + groups[None, :],
-            mask=n_mask[:, None] & (groups[None, :] < K // 16), other=0,
-        )
+        if EVEN_K:
+            w_packed = tl.load(w_ptrs)
+            w_scale = tl.load(ws_ptrs)
+        else:
+            k0 = k_first + i * BLOCK_K
+            w_packed = tl.load(w_ptrs, mask=(k0 // 2 + kh)[None, :] < K // 2, other=0)
+            w_scale = tl.load(ws_ptrs, mask=(k0 // 16 + kg)[None, :] < K // 16, other=0)
         w = dequantize_fp4_tile(w_packed, w_scale, BLOCK_K, OP_DTYPE, USE_ASM)
-        a = _load_activation_tile(
-            a_ptr, a_scale_ptr, gx, inv_gx, offs_m, k0, M, K, stride_am,
-            A_MODE, OP_DTYPE, USE_ASM, BLOCK_M, BLOCK_K,
-        )
+        if A_MODE == 2:
+            if EVEN_K:
+                a_packed = tl.load(a_ptrs)
+                a_scale = tl.load(as_ptrs)
+            else:
+                a_packed = tl.load(a_ptrs, mask=(k0 // 2 + kh)[None, :] < K // 2, other=0)
+                a_scale = tl.load(as_ptrs, mask=(k0 // 16 + kg)[None, :] < K // 16, other=0)
+            a = dequantize_fp4_tile(a_packed, a_scale, BLOCK_K, OP_DTYPE, USE_ASM)
+            as_ptrs += GROUPS
+        else:
+            if EVEN_K:
+                x = tl.load(a_ptrs)
+            else:
+                x = tl.load(a_ptrs, mask=(k0 + kf)[None, :] < K, other=0.0)
+            if A_MODE == 1:
+                xg = tl.reshape(x.to(tl.float32), (BLOCK_M, GROUPS, 16))
+                a = tl.reshape(fake_quantize_groups(xg, gx, inv_gx), (BLOCK_M, BLOCK_K)).to(OP_DTYPE)
+            else:
+                a = x.to(OP_DTYPE)
         if INTERPRET:
             # The interpreter's bf16 dot is not exact; fp32 operands are (they are exact values).
             acc += tl.dot(w.to(tl.float32), tl.trans(a.to(tl.float32)), input_precision="ieee")
         else:
             acc = tl.dot(w, tl.trans(a), acc)
+        w_ptrs += HALF_K
+        ws_ptrs += GROUPS
+        a_ptrs += a_step
 
+    n_mask = offs_n < N
     m_mask = offs_m < M
     out_mask = n_mask[:, None] & m_mask[None, :]
     m64 = offs_m.to(tl.int64)
+    n64 = offs_n.to(tl.int64)
     if WRITE_PARTIAL:
         base = partial_ptr + pid_k.to(tl.int64) * M * N
         tl.store(base + m64[None, :] * N + n64[:, None], acc, mask=out_mask)
@@ -134,32 +131,34 @@ def _gemm_body(
 def nvfp4_gemm_kernel(
     a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, alpha_ptr, bias_ptr, gx_ptr, out_ptr, partial_ptr,
     M, N, K, stride_am,
+    stride_wn,  # K/2: passed separately so Triton sees its divisibility (16-byte loads)
+    stride_ws,  # K/16
     TILES_PER_SPLIT,  # K tiles per split (runtime: one compiled kernel serves every split)
     SPLIT_K,  # the grid's third dimension; only the autotuner's configs use it by name
     M_BUCKET,  # an autotuning key only (power of two >= M)
     A_MODE: tl.constexpr, HAS_BIAS: tl.constexpr, WRITE_PARTIAL: tl.constexpr, OP_DTYPE: tl.constexpr,
-    USE_ASM: tl.constexpr, INTERPRET: tl.constexpr,
+    USE_ASM: tl.constexpr, INTERPRET: tl.constexpr, EVEN_K: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     _gemm_body(
         a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, alpha_ptr, bias_ptr, gx_ptr, out_ptr, partial_ptr,
-        M, N, K, stride_am, TILES_PER_SPLIT, A_MODE, HAS_BIAS, WRITE_PARTIAL, OP_DTYPE, USE_ASM, INTERPRET,
-        BLOCK_N, BLOCK_M, BLOCK_K,
+        M, N, K, stride_am, stride_wn, stride_ws, TILES_PER_SPLIT, A_MODE, HAS_BIAS, WRITE_PARTIAL, OP_DTYPE, USE_ASM, INTERPRET,
+        EVEN_K, BLOCK_N, BLOCK_M, BLOCK_K,
     )
 
 
 @triton.jit
 def nvfp4_gemm_kernel_interpreted(
     a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, alpha_ptr, bias_ptr, gx_ptr, out_ptr, partial_ptr,
-    M, N, K, stride_am,
+    M, N, K, stride_am, stride_wn, stride_ws,
     TILES_PER_SPLIT: tl.constexpr,  # the interpreter needs a Python int as loop bound
     SPLIT_K, M_BUCKET,
     A_MODE: tl.constexpr, HAS_BIAS: tl.constexpr, WRITE_PARTIAL: tl.constexpr, OP_DTYPE: tl.constexpr,
-    USE_ASM: tl.constexpr, INTERPRET: tl.constexpr,
+    USE_ASM: tl.constexpr, INTERPRET: tl.constexpr, EVEN_K: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     _gemm_body(
         a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, alpha_ptr, bias_ptr, gx_ptr, out_ptr, partial_ptr,
-        M, N, K, stride_am, TILES_PER_SPLIT, A_MODE, HAS_BIAS, WRITE_PARTIAL, OP_DTYPE, USE_ASM, INTERPRET,
-        BLOCK_N, BLOCK_M, BLOCK_K,
+        M, N, K, stride_am, stride_wn, stride_ws, TILES_PER_SPLIT, A_MODE, HAS_BIAS, WRITE_PARTIAL, OP_DTYPE, USE_ASM, INTERPRET,
+        EVEN_K, BLOCK_N, BLOCK_M, BLOCK_K,
     )

@@ -117,13 +117,16 @@ def small_m_config(m: int, n: int, k: int, device: torch.device, override: dict 
     k_tiles = triton.cdiv(k, cfg["BLOCK_K"])
     tiles = triton.cdiv(n, cfg["BLOCK_N"]) * triton.cdiv(m, cfg["BLOCK_M"])
     if "SPLIT_K" not in (override or {}):
-        target = 2 * num_sms(device)
-        split = max(1, min(k_tiles, 32, triton.cdiv(target, tiles)))
-        # Equal slices, no empty split: the same per-split tile count for everyone.
-        split = triton.cdiv(k_tiles, triton.cdiv(k_tiles, split))
-        cfg["SPLIT_K"] = split
+        target = max(1, min(k_tiles, 32, triton.cdiv(2 * num_sms(device), tiles)))
+        # A divisor of the K-tile count: every split gets whole tiles and no mask is needed.
+        cfg["SPLIT_K"] = max(d for d in range(1, target + 1) if k_tiles % d == 0)
     cfg["SPLIT_K"] = max(1, min(cfg["SPLIT_K"], k_tiles))
+    cfg["EVEN_K"] = _even_k(k, cfg["BLOCK_K"], cfg["SPLIT_K"])
     return cfg
+
+
+def _even_k(k: int, block_k: int, split: int) -> bool:
+    return k % block_k == 0 and (k // block_k) % split == 0
 
 
 def _large_configs():
@@ -154,6 +157,7 @@ def _autotuned(kind: str):
         {
             "TILES_PER_SPLIT": lambda a: triton.cdiv(triton.cdiv(a["K"], a["BLOCK_K"]), a["SPLIT_K"]),
             "WRITE_PARTIAL": lambda a: a["SPLIT_K"] > 1,
+            "EVEN_K": lambda a: _even_k(a["K"], a["BLOCK_K"], a["SPLIT_K"]),
         }
     )(nvfp4_gemm_kernel)
     return triton.autotune(configs=configs, key=_KEY, warmup=5, rep=25)(tiles)
@@ -201,8 +205,8 @@ def gemm(
         grid = (triton.cdiv(n, cfg["BLOCK_N"]), triton.cdiv(m, cfg["BLOCK_M"]), split)
         kernel = nvfp4_gemm_kernel_interpreted if interpreting() else nvfp4_gemm_kernel
         kernel[grid](
-            *args, partial, m, n, k, stride_am, triton.cdiv(triton.cdiv(k, cfg["BLOCK_K"]), split), split, 0,
-            WRITE_PARTIAL=split > 1,
+            *args, partial, m, n, k, stride_am, k // 2, k // 16, triton.cdiv(triton.cdiv(k, cfg["BLOCK_K"]), split), split, 0,
+            WRITE_PARTIAL=split > 1, EVEN_K=cfg["EVEN_K"],
             BLOCK_N=cfg["BLOCK_N"], BLOCK_M=cfg["BLOCK_M"], BLOCK_K=cfg["BLOCK_K"],
             num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], **common,
         )
@@ -216,7 +220,7 @@ def gemm(
         def grid(meta):
             return (triton.cdiv(n, meta["BLOCK_N"]), triton.cdiv(m, meta["BLOCK_M"]), meta["SPLIT_K"])
 
-        kernel[grid](*args, partial, m, n, k, stride_am, M_BUCKET=triton.next_power_of_2(m), **common)
+        kernel[grid](*args, partial, m, n, k, stride_am, k // 2, k // 16, M_BUCKET=triton.next_power_of_2(m), **common)
         split = kernel.best_config.kwargs["SPLIT_K"]
         KERNEL_LAUNCHES[f"gemm_{kind}_m"] += 1
     if split > 1:
