@@ -13,12 +13,14 @@ Errors name the file (origin) and the tensor.
 from __future__ import annotations
 
 import math
+import os
 import re
 
 import torch
 from torch import nn
 
 from ..layers import NVFP4Linear
+from ..layers.scheme import SHARD_SCALE_ENV, SHARD_SCALE_POLICIES
 from .swap import fused_sibling_groups
 
 QUANT_PARAMS = ("weight_packed", "weight_scale", "weight_global_scale", "input_global_scale", "bias")
@@ -47,7 +49,10 @@ class TensorPlacer:
         self.layers = layers
         self.dtype = dtype
         self.device = device
-        self.shard_scale_policy = shard_scale_policy or "exact"
+        # The same resolution as the scheme's: argument, then $NVFP4_SHARD_SCALES, then exact.
+        self.shard_scale_policy = shard_scale_policy or os.environ.get(SHARD_SCALE_ENV, "").strip() or "exact"
+        if self.shard_scale_policy not in SHARD_SCALE_POLICIES:
+            raise ValueError(f"shard_scale_policy must be one of {SHARD_SCALE_POLICIES}, got {self.shard_scale_policy!r}")
         self.warnings: list[str] = []
         self.loaded: set[str] = set()
         self.origin: dict[str, str] = {}
