@@ -39,18 +39,24 @@ def add_parser(subparsers):
                                                       "or ~/.cache/nvfp4)")
     p.add_argument("--quick", action="store_true", help="small calibration and evaluation (a smoke test)")
     p.add_argument("--prompt", default=defaults.prompt, help="the chat prompt each model answers")
+    cpu, quick = DemoSettings.for_device("cpu"), DemoSettings.quick()
     p.add_argument("--max-new-tokens", type=int, default=None,
-                   help=f"answer length (default {defaults.max_new_tokens}, --quick {DemoSettings.quick().max_new_tokens})")
+                   help=f"answer length (default: GPU {defaults.max_new_tokens}, CPU {cpu.max_new_tokens}, "
+                        f"--quick {quick.max_new_tokens})")
     p.add_argument("--eval-windows", type=int, default=None,
-                   help=f"perplexity windows of held-out text (default {defaults.eval_windows})")
+                   help=f"perplexity windows of {defaults.eval_seq_len} held-out tokens (default: GPU "
+                        f"{defaults.eval_windows}, CPU {cpu.eval_windows}; --quick: {quick.eval_windows} of "
+                        f"{quick.eval_seq_len})")
     p.add_argument("--model", default=None, metavar="DIR", help="run on this float Hugging Face model instead")
     return p
 
 
 def run(args) -> int:
     from ..demo import DemoSettings, run_demo
+    from .common import resolve_device
 
-    settings = DemoSettings.quick() if args.quick else DemoSettings()
+    device = resolve_device(args.device)
+    settings = DemoSettings.quick() if args.quick else DemoSettings.for_device(device)
     settings.prompt = args.prompt
     if args.max_new_tokens is not None:
         if args.max_new_tokens < 1:
@@ -60,6 +66,6 @@ def run(args) -> int:
         if args.eval_windows < 1:
             raise ValueError(f"--eval-windows must be at least 1, got {args.eval_windows}")
         settings.eval_windows = args.eval_windows
-    run_demo(device=args.device, cache_dir=args.cache_dir, backend=backend_argument(args.backend),
+    run_demo(device=device, cache_dir=args.cache_dir, backend=backend_argument(args.backend),
              settings=settings, model_dir=args.model)
     return 0

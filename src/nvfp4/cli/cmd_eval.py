@@ -10,6 +10,7 @@ from .common import (
     add_command, add_device_arguments, backend_argument, existing_dir, format_table, load_quantized_model,
     load_reference_model, load_tokenizer, model_backend, resolve_device, resolve_dtype,
 )
+from ..parallel.launch import add_tp_argument, tensor_parallel_session
 
 DESCRIPTION = """\
 Measure an NVFP4 checkpoint on your text: perplexity (non-overlapping windows of --seq-len
@@ -23,6 +24,7 @@ examples:
   nvfp4 eval ./SmolLM2-NVFP4 --text held_out.txt --reference ./SmolLM2-bf16
   nvfp4 eval ./model --text data.jsonl --seq-len 1024 --max-tokens 65536 --device cuda
   nvfp4 eval ./model --text notes.txt --gen-tokens 0      # perplexity only
+  torchrun --nproc-per-node 2 -m nvfp4 eval ./model --text notes.txt --tp 2   # tensor parallel
 
 --text takes plain text, or .jsonl with a "text" field per line."""
 
@@ -39,6 +41,7 @@ def add_parser(subparsers):
     p.add_argument("--weight-only", action="store_true", help="run the checkpoint as W4A16")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     add_device_arguments(p)
+    add_tp_argument(p)
     return p
 
 
@@ -80,6 +83,11 @@ def rows_table(rows: list[dict]) -> str:
 
 
 def run(args) -> int:
+    with tensor_parallel_session(args) as tp:  # None: one process
+        return _run(args, tp)
+
+
+def _run(args, tp) -> int:
     from ..evaluation.perplexity import tokenize_text
 
     if args.seq_len < 2:
@@ -88,7 +96,7 @@ def run(args) -> int:
         raise ValueError(f"--gen-tokens must be >= 0, got {args.gen_tokens}")
     path = existing_dir(args.checkpoint)
     reference = existing_dir(args.reference, "reference model") if args.reference else None
-    device, dtype = resolve_device(args.device), resolve_dtype(args.dtype)
+    device, dtype = (tp.device if tp else resolve_device(args.device)), resolve_dtype(args.dtype)
     text = "\n\n".join(read_text_file(args.text))
     tokenizer = load_tokenizer(path)
     token_ids = tokenize_text(tokenizer, text, args.max_tokens)
@@ -100,8 +108,11 @@ def run(args) -> int:
         rows.append(measure(ref_model, tokenizer, token_ids, seq_len=args.seq_len, gen_tokens=args.gen_tokens,
                             label=f"{str(dtype).replace('torch.', '')} reference"))
         del ref_model
-    model = load_quantized_model(path, device, dtype, backend_argument(args.backend), weight_only=args.weight_only)
-    label = "NVFP4 " + (getattr(model.nvfp4_report, "run_as", "") or "")
+    if tp:
+        model = tp.load(path, dtype=dtype, backend=backend_argument(args.backend), weight_only=args.weight_only)
+    else:
+        model = load_quantized_model(path, device, dtype, backend_argument(args.backend), weight_only=args.weight_only)
+    label = "NVFP4 " + (getattr(model.nvfp4_report, "run_as", "") or "") + (f" tp={tp.group.size}" if tp else "")
     rows.append(measure(model, tokenizer, token_ids, seq_len=args.seq_len, gen_tokens=args.gen_tokens,
                         label=label.strip()))
     if args.json:

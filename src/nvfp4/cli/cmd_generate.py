@@ -8,6 +8,7 @@ from .common import (
     add_command, add_device_arguments, backend_argument, existing_dir, load_quantized_model, load_tokenizer,
     model_backend, resolve_device, resolve_dtype,
 )
+from ..parallel.launch import add_tp_argument, tensor_parallel_session
 
 DESCRIPTION = """\
 Load an NVFP4 checkpoint with nvfp4.load (our NVFP4 layers inside a transformers model) and
@@ -20,7 +21,8 @@ examples:
   nvfp4 generate ./SmolLM2-NVFP4 --prompt "Name three primary colours."
   nvfp4 generate ./model --prompt "Once upon a time" --raw --max-new-tokens 100
   nvfp4 generate ./model --prompt "Hi" --device cuda --backend reference
-  nvfp4 generate ./model --prompt "Hi" --weight-only   # run a W4A4 checkpoint as W4A16"""
+  nvfp4 generate ./model --prompt "Hi" --weight-only   # run a W4A4 checkpoint as W4A16
+  torchrun --nproc-per-node 2 -m nvfp4 generate ./model --prompt "Hi" --tp 2   # tensor parallel"""
 
 
 def add_parser(subparsers):
@@ -35,18 +37,27 @@ def add_parser(subparsers):
     p.add_argument("--seed", type=int, default=0, help="random seed when sampling")
     p.add_argument("--weight-only", action="store_true", help="do not quantize activations (run as W4A16)")
     add_device_arguments(p)
+    add_tp_argument(p)
     return p
 
 
 def run(args) -> int:
+    with tensor_parallel_session(args) as tp:  # None: one process
+        return _run(args, tp)
+
+
+def _run(args, tp) -> int:
     from ..evaluation.generation import build_prompt, generate_timed
 
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     path = existing_dir(args.checkpoint)
-    device, dtype = resolve_device(args.device), resolve_dtype(args.dtype)
+    device, dtype = (tp.device if tp else resolve_device(args.device)), resolve_dtype(args.dtype)
     tokenizer = load_tokenizer(path)
-    model = load_quantized_model(path, device, dtype, backend_argument(args.backend), weight_only=args.weight_only)
+    if tp:
+        model = tp.load(path, dtype=dtype, backend=backend_argument(args.backend), weight_only=args.weight_only)
+    else:
+        model = load_quantized_model(path, device, dtype, backend_argument(args.backend), weight_only=args.weight_only)
     report = getattr(model, "nvfp4_report", None)
     ids = build_prompt(tokenizer, args.prompt, chat=not args.raw, system=args.system)
     result = generate_timed(model, tokenizer, ids, max_new_tokens=args.max_new_tokens,
