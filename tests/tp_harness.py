@@ -36,6 +36,10 @@ def _entry(fn, rank, world, port, args, out_dir, env):
     )
     os.environ.setdefault("NVFP4_TP_TIMEOUT_S", "60")
     torch.set_num_threads(1)
+    # This rank's stderr (Python and C level) goes to a file the parent reads back.
+    err = open(Path(out_dir) / f"rank{rank}.err", "w")
+    os.dup2(err.fileno(), 2)
+    sys.stderr = err
     from nvfp4.distributed import destroy_tensor_parallel, run_tensor_parallel_main
 
     def main():
@@ -48,12 +52,13 @@ def _entry(fn, rank, world, port, args, out_dir, env):
 
 
 class RankResults:
-    def __init__(self, exitcodes, results, seconds, killed):
+    def __init__(self, exitcodes, results, seconds, killed, stderr):
         self.exitcodes, self.results, self.seconds, self.killed = exitcodes, results, seconds, killed
+        self.stderr = stderr  # per rank, what it wrote to stderr
 
     def check(self):
         assert not self.killed, f"ranks {self.killed} were still running at the deadline (hang)"
-        assert self.exitcodes == [0] * len(self.exitcodes), f"exit codes {self.exitcodes}"
+        assert self.exitcodes == [0] * len(self.exitcodes), f"exit codes {self.exitcodes}; stderr: {self.stderr}"
         return self.results
 
 
@@ -76,11 +81,33 @@ def run_ranks(fn, world: int, *args, timeout: float = 120.0, env: dict | None = 
         for r in killed:
             procs[r].kill()
             procs[r].join()
-        results = []
+        results, stderr = [], []
         for r in range(world):
             f = Path(out_dir) / f"rank{r}.pt"
             results.append(torch.load(f, weights_only=False) if f.exists() else None)
-        return RankResults([p.exitcode for p in procs], results, seconds, killed)
+            e = Path(out_dir) / f"rank{r}.err"
+            stderr.append(e.read_text(errors="replace") if e.exists() else "")
+        return RankResults([p.exitcode for p in procs], results, seconds, killed, stderr)
+
+
+def run_in_own_session(cmd, env, timeout: float, cwd=None):
+    """Run ``cmd`` (e.g. torchrun) in its own process group; at the deadline kill the whole
+    group (launcher *and* workers, so nothing is orphaned). Returns ``(returncode or None if it
+    had to be killed, stdout + stderr, seconds)``."""
+    import signal
+    import subprocess
+
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        code = None
+    return code, out, time.monotonic() - start
 
 
 # -- a tiny model as a compressed-tensors NVFP4 checkpoint -----------------------------------
@@ -119,7 +146,12 @@ def write_checkpoint(model, directory, *, scheme: str = "NVFP4", ignore=("lm_hea
     directory.mkdir(parents=True, exist_ok=True)
     inputs: dict[str, torch.Tensor] = {}
     hooks = []
-    linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear) and n not in ignore}
+    from nvfp4.checkpoint import target_matches
+
+    linears = {
+        n: m for n, m in model.named_modules()
+        if isinstance(m, nn.Linear) and not any(target_matches(t, n, m) for t in ignore)
+    }
     for name, m in linears.items():
         hooks.append(m.register_forward_hook(lambda mod, inp, out, name=name: inputs.__setitem__(name, inp[0].detach())))
     g = torch.Generator().manual_seed(calib_seed)
