@@ -4,6 +4,12 @@ vLLM (``run_nvfp4_emulations``) fake-quantizes the activation and dequantizes th
 *with* their global scales folded in, rounds both to the activation dtype and runs a matmul
 in that dtype. That is less exact than ``reference`` (two extra roundings per operand);
 use it to reproduce vLLM's emulated numbers, not as ground truth.
+
+Reproduced bit for bit: vLLM's PyTorch path (``ref_nvfp4_quant_dequant`` on the CPU and
+``dequantize_to_dtype(swizzle=False)``, which rounds ``s * (1/Gw)`` before multiplying by the
+FP4 value). vLLM's CUDA Triton emulation kernels compute ``Gx / s`` instead of
+``1 / (s * (1/Gx))`` and fuse the weight dequantization into the GEMM, so on a GPU vLLM's own
+emulation can differ from this (and from itself on the CPU) at rounding ties.
 """
 
 from __future__ import annotations
