@@ -284,6 +284,12 @@ def test_qkv_parallel_with_kv_replication(tp, heads, kv_heads):
         expected_packed = torch.cat([sds[0]["weight_packed"][q_rows], sds[1]["weight_packed"][kv_rows],
                                      sds[2]["weight_packed"][kv_rows]])
         assert torch.equal(layer.weight_packed, expected_packed)
+        expected_scale = torch.cat([sds[0]["weight_scale"][q_rows], sds[1]["weight_scale"][kv_rows],
+                                    sds[2]["weight_scale"][kv_rows]])
+        assert torch.equal(layer.weight_scale.view(torch.uint8), expected_scale.view(torch.uint8))
+        # global scales are never split: every rank holds the (shared) Gw and Gx whole
+        assert torch.equal(layer.weight_global_scale, sds[0]["weight_global_scale"].expand(3))
+        assert torch.equal(layer.input_global_scale, GX)
         out = layer(x)
         nq = heads * hd // tp
         q_parts.append(out[:, :nq])
