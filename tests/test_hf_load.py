@@ -182,3 +182,17 @@ def test_dtype_float16_and_auto(tmp_path):
     assert torch.equal(logits(fp16), logits(ref))
     auto = nvfp4.load(tmp_path, dtype="auto", backend="reference", progress=False)
     assert auto.model.embed_tokens.weight.dtype == torch.bfloat16  # config.json says bfloat16
+
+
+def test_shard_scale_policy_from_environment_and_bad_arguments(tmp_path, monkeypatch):
+    ct_quantize_and_save(float_model(tiny_config()), tmp_path, fuse_global_scales=False)
+    monkeypatch.setenv("NVFP4_SHARD_SCALES", "max")
+    attn = nvfp4.load(tmp_path, backend="reference", progress=True).model.layers[0].self_attn
+    assert len({float(getattr(attn, p).weight_global_scale) for p in ("q_proj", "k_proj", "v_proj")}) == 1
+    monkeypatch.delenv("NVFP4_SHARD_SCALES")
+    with pytest.raises(ValueError, match="shard_scale_policy must be one of"):
+        nvfp4.load(tmp_path, progress=False, shard_scale_policy="min")
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        nvfp4.load(tmp_path, progress=False, dtype="int8")
+    with pytest.raises(ValueError, match=r"^unknown NVFP4 backend .nope. \(from argument\)"):
+        nvfp4.load(tmp_path, progress=False, backend="nope")

@@ -41,6 +41,13 @@ def _resolve_dtype(dtype, config) -> torch.dtype:
     return dtype
 
 
+def _check_backend(backend: str | None, device: torch.device) -> None:
+    """Fail before reading any tensor if the requested backend is unknown or cannot run here."""
+    from ..backends import select_backend
+
+    select_backend(backend, device)
+
+
 def _as_config(quantization_config, source: str) -> NVFP4Config:
     if isinstance(quantization_config, NVFP4Config):
         return quantization_config
@@ -107,6 +114,7 @@ def convert(
     config = _as_config(quantization_config, "quantization_config")
     device = torch.device(device) if device is not None else _model_device(model)
     dtype = dtype or _model_dtype(model)
+    _check_backend(backend, device)
     layers, ignored = swap_linears(
         model, config, dtype=dtype, device=device, backend=backend, weight_only=weight_only,
         shard_scale_policy=shard_scale_policy,
@@ -218,6 +226,7 @@ def load(
         del hf_config.quantization_config  # we do the quantization; keep transformers' hands off
     dtype = _resolve_dtype(dtype, hf_config)
     device = torch.device(device)
+    _check_backend(backend, device)
     model = _empty_model(hf_config, dtype, model_cls)
     layers, ignored = swap_linears(
         model, config, dtype=dtype, device=device, backend=backend, weight_only=weight_only,
