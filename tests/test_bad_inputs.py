@@ -269,6 +269,8 @@ def test_dequantize_weight_bad_inputs():
     packed, scale, gs = quantize_weight(torch.randn(4, 32))
     with pytest.raises(TypeError, match="weight_packed must be uint8"):
         dequantize_weight(packed.to(torch.int16), scale, gs)
+    with pytest.raises(TypeError, match="weight_scale must be float8_e4m3fn .*got torch.uint8"):
+        dequantize_weight(packed, scale.view(torch.uint8), gs)
     with pytest.raises(ValueError, match="weight_scale shape \\(4, 1\\) does not match weight_packed"):
         dequantize_weight(packed, scale[:, :1], gs)
     with pytest.raises(ValueError, match="weight_global_scale must be finite and > 0"):

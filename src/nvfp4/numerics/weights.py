@@ -108,6 +108,12 @@ def dequantize_weight(
     """
     if weight_packed.dtype != torch.uint8:
         raise TypeError(f"weight_packed must be uint8, got {weight_packed.dtype}")
+    if not weight_scale.is_floating_point():
+        # Raw E4M3 bytes read as uint8 would be taken as integers 0..255: silently wrong.
+        raise TypeError(
+            f"weight_scale must be float8_e4m3fn (or a float tensor of E4M3 values), got {weight_scale.dtype}; "
+            "view raw bytes with .view(torch.float8_e4m3fn)"
+        )
     if weight_packed.dim() != 2 or weight_scale.dim() != 2:
         raise ValueError(
             f"weight_packed and weight_scale must be 2-D, got {tuple(weight_packed.shape)} "
