@@ -186,3 +186,8 @@ def test_bad_shapes():
         quantize_activation(torch.zeros(2, 2, 16), torch.tensor([1.0]))
     with pytest.raises(ValueError, match="multiple of the group size"):
         quantize_activation(torch.zeros(2, 24), torch.tensor([1.0]))
+
+
+def test_integer_input_is_rejected():
+    with pytest.raises(TypeError, match="x must be a floating-point tensor, got torch.int32"):
+        quantize_activation(torch.ones(2, 16, dtype=torch.int32), torch.tensor([1.0]))

@@ -38,6 +38,8 @@ def quantize_activation(
     """Quantize ``x[M, K]`` (bf16/fp16/fp32) to ``(packed uint8 [M, K/2], scale e4m3 [M, K/16])``."""
     if x.dim() != 2:
         raise ValueError(f"quantize_activation expects a 2-D [M, K] tensor, got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"quantize_activation: x must be a floating-point tensor, got {x.dtype}")
     gx = input_global_scale.to(device=x.device, dtype=torch.float32).reshape(1)
     grouped = group_view(x)
     amax = grouped.abs().amax(dim=-1, keepdim=True).to(torch.float32) if x.shape[0] else grouped.new_zeros(
