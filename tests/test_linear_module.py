@@ -170,7 +170,7 @@ def test_float32_input_output_is_tight():
     assert_within(layer(x), y, bound)
 
 
-def test_layer_follows_to_device_dtype_independent_state():
+def test_state_dict_keeps_checkpoint_names():
     # process_weights_after_loading replaces the loading parameters by plain ones; state_dict
     # still holds the checkpoint names
     layer = NVFP4Linear.from_linear(float_linear(32, 8), input_global_scale=torch.tensor([1.0]))

@@ -95,7 +95,7 @@ class _Layer:
     pass
 
 
-def _emulation_layer(w, gx, n_rows_alpha=None):
+def _emulation_layer(w, gx):
     wp, ws, gw = quantize_weight(w)
     layer = _Layer()
     layer.weight_packed, layer.weight_scale = wp, ws
