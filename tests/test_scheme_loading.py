@@ -296,9 +296,9 @@ def test_qkv_parallel_with_kv_replication(tp, heads, kv_heads):
         if r % replicas == 0:  # one copy of each replicated KV head group
             k_parts.append(out[:, nq:nq + kv_per_rank])
             v_parts.append(out[:, nq + kv_per_rank:])
+            group_kv = out[:, nq:]
         else:  # a replica computes the same K/V outputs as its group's first rank
-            assert torch.equal(out[:, nq:], prev_kv)
-        prev_kv = out[:, nq:] if r % replicas == 0 else prev_kv
+            assert torch.equal(out[:, nq:], group_kv)
     assert_within(torch.cat(q_parts + k_parts + v_parts, dim=-1), y, bound)
 
 
