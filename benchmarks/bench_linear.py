@@ -103,6 +103,14 @@ def run(args) -> None:
     ops = torch.ops.nvfp4
     reference = ReferenceBackend()
     rows = []
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    partial_path = args.out + ".partial"
+
+    def flush():  # rows so far, so that a run cut short still leaves its numbers
+        with open(partial_path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
 
     def emit(shape, n, k, m, impl, us, note=""):
         flops = 2.0 * m * n * k
@@ -123,6 +131,8 @@ def run(args) -> None:
         gx = torch.tensor([2000.0], device=device)
         alpha = (1.0 / (gx * gw)).expand(n).contiguous()
         alpha16 = (1.0 / gw).expand(n).contiguous()
+        # What the backend passes for a layer whose rows share one alpha (enables cuBLAS at large M).
+        alpha_s, alpha16_s = float(alpha[0]), float(alpha16[0])
         n_fp4 = _copies(wp.numel() + ws.numel())
         n_bf16 = _copies(n * k * 2)
         fp4_copies = [(wp.clone(), ws.clone()) for _ in range(n_fp4)]
@@ -130,9 +140,9 @@ def run(args) -> None:
         for m in ms_list:
             x = torch.randn(m, k, device=device, dtype=torch.bfloat16)
             base = emit(shape, n, k, m, "bf16", _time([lambda wb=wb: F.linear(x, wb) for wb in bf16_copies], m, torch, triton))
-            t4 = _time([lambda c=c: ops.linear_w4a4(x, c[0], c[1], gx, alpha, None) for c in fp4_copies], m, torch, triton)
+            t4 = _time([lambda c=c: ops.linear_w4a4(x, c[0], c[1], gx, alpha, None, alpha_s) for c in fp4_copies], m, torch, triton)
             r4 = emit(shape, n, k, m, "w4a4", t4)
-            t16 = _time([lambda c=c: ops.linear_w4a16(x, c[0], c[1], alpha16, None) for c in fp4_copies], m, torch, triton)
+            t16 = _time([lambda c=c: ops.linear_w4a16(x, c[0], c[1], alpha16, None, alpha16_s) for c in fp4_copies], m, torch, triton)
             r16 = emit(shape, n, k, m, "w4a16", t16)
             bf16_us = float(base["time_us"])
             for r in (r4, r16):
@@ -149,6 +159,7 @@ def run(args) -> None:
             del x
         del fp4_copies, bf16_copies
         torch.cuda.empty_cache()
+        flush()
 
     # The activation-quantization kernel alone: bytes read (bf16) + written (codes + scales).
     for m, k in ((8192, 4096), (16384, 8192), (4096, 28672)):
@@ -162,13 +173,14 @@ def run(args) -> None:
         print(f"act_quant {m}x{k}: {ms_q * 1e3:.1f} us, {moved / ms_q / 1e6:.0f} GB/s", flush=True)
         del x
 
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.out)), suffix=".csv")
     with os.fdopen(fd, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=FIELDS)
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, args.out)
+    if os.path.exists(partial_path):
+        os.remove(partial_path)
     print(f"wrote {args.out}")
 
 

@@ -77,6 +77,11 @@ class TritonBackend(Backend):
         gx = getattr(layer, "input_global_scale", None)
         if gx is not None and gx.dtype != torch.float32:
             raise TypeError(f"{type(layer).__name__}.input_global_scale must be float32, got {gx.dtype}")
+        # One alpha for every row (the usual case: fused shards share Gw) lets large-M calls
+        # use cuBLAS with the alpha in its epilogue; read once here, never in the forward.
+        alpha = layer.alpha.detach()
+        uniform = alpha.numel() > 0 and bool((alpha == alpha[0]).all())
+        layer.nvfp4_alpha_scalar = float(alpha[0].item()) if uniform else None
 
     def _fp32(self, x: torch.Tensor) -> bool:
         if x.dtype != torch.float32:
@@ -94,10 +99,15 @@ class TritonBackend(Backend):
         if self._fp32(x):
             return self._reference.apply_w4a4(layer, x, bias)
         ops, _ = _ops()
-        return ops.linear_w4a4(x, layer.weight_packed, layer.weight_scale, layer.input_global_scale, layer.alpha, bias)
+        return ops.linear_w4a4(
+            x, layer.weight_packed, layer.weight_scale, layer.input_global_scale, layer.alpha, bias,
+            getattr(layer, "nvfp4_alpha_scalar", None),
+        )
 
     def apply_w4a16(self, layer, x, bias):
         if self._fp32(x):
             return self._reference.apply_w4a16(layer, x, bias)
         ops, _ = _ops()
-        return ops.linear_w4a16(x, layer.weight_packed, layer.weight_scale, layer.alpha, bias)
+        return ops.linear_w4a16(
+            x, layer.weight_packed, layer.weight_scale, layer.alpha, bias, getattr(layer, "nvfp4_alpha_scalar", None)
+        )

@@ -26,8 +26,12 @@ import triton
 from ..kernels.activation_quant import activation_quant_kernel
 from ..kernels.gemm import A_DENSE, A_PACKED, A_QUANTIZE, nvfp4_gemm_kernel, nvfp4_gemm_kernel_interpreted
 from ..kernels.splitk_reduce import splitk_reduce_kernel
+from ..kernels.weight_dequant import weight_dequant_kernel
 
 SMALL_M_MAX = 64
+# Above this M (and with one alpha for all rows) the GEMM runs on cuBLAS over a transient
+# exact fp16/bf16 copy of the weight: compute-bound there, and cuBLAS is faster.
+CUBLAS_MIN_M = int(os.environ.get("NVFP4_TRITON_CUBLAS_MIN_M", "512"))
 KERNEL_LAUNCHES: collections.Counter = collections.Counter()
 DECODE_ENV = "NVFP4_TRITON_DECODE"  # "asm" (default on GPUs) or "portable"
 
@@ -134,13 +138,7 @@ def _large_configs():
         return triton.Config(dict(BLOCK_N=bn, BLOCK_M=bm, BLOCK_K=bk, SPLIT_K=split), num_warps=w, num_stages=s)
 
     medium = [c(128, 64, 128, 4, 4, s) for s in (1, 2, 4)] + [c(128, 128, 64, 8, 3, s) for s in (1, 2)]
-    large = [
-        c(128, 128, 64, 8, 3),
-        c(128, 256, 64, 8, 3),
-        c(256, 128, 64, 8, 3),
-        c(128, 128, 128, 8, 3),
-        c(128, 256, 64, 8, 4),
-    ]
+    large = [c(128, 128, 64, 8, 3), c(128, 256, 64, 8, 3), c(256, 128, 64, 8, 3)]
     return medium, large
 
 
@@ -233,21 +231,68 @@ def gemm(
     return out
 
 
-def linear_w4a4(x, w_packed, w_scale, gx, alpha, bias, config=None):
-    """Exact W4A4 NVFP4 linear: quantize ``x`` (vLLM semantics), GEMM, alpha, bias."""
-    tl_op, torch_op = _op_dtype(x.dtype, True)
-    w_scale_u8 = w_scale.view(torch.uint8)
+def dequantize_weight(w_packed, w_scale_u8, dtype: torch.dtype) -> torch.Tensor:
+    """The exact operand ``e2m1(q) * s`` of a packed NVFP4 weight, ``[N, K]`` in ``dtype``."""
+    import triton.language as tl
+
+    n, k = w_packed.shape[0], w_packed.shape[1] * 2
+    out = torch.empty((n, k), dtype=dtype, device=w_packed.device)
+    op = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}[dtype]
+    block_n, block_k = (16, 64) if interpreting() else (32, 256)
+    grid = (triton.cdiv(n, block_n), triton.cdiv(k, block_k))
+    weight_dequant_kernel[grid](
+        w_packed, w_scale_u8, out, n, k, k // 2, k // 16, OP_DTYPE=op,
+        USE_ASM=use_asm_decode(w_packed.device), BLOCK_N=block_n, BLOCK_K=block_k, num_warps=4,
+    )
+    KERNEL_LAUNCHES["weight_dequant"] += 1
+    return out
+
+
+def _cublas_path(m: int, alpha_scalar: float | None, device: torch.device) -> bool:
+    return alpha_scalar is not None and m >= CUBLAS_MIN_M and device.type == "cuda" and not interpreting()
+
+
+def _cublas_gemm(a_exact, w_packed, w_scale_u8, alpha_scalar: float, bias):
+    """``round(alpha * (A @ W^T)) + bias`` with cuBLAS: one fp32 accumulation, alpha applied in
+    fp32 by the GEMM epilogue, one rounding to the output dtype, then the bias (as the
+    reference does). The dequantized weight is a per-call buffer."""
+    w_exact = dequantize_weight(w_packed, w_scale_u8, a_exact.dtype)
+    out = torch.addmm(a_exact.new_empty(()), a_exact, w_exact.t(), beta=0.0, alpha=alpha_scalar)
+    KERNEL_LAUNCHES["cublas_gemm"] += 1
+    return out if bias is None else out + bias
+
+
+def linear_w4a4(x, w_packed, w_scale, gx, alpha, bias, alpha_scalar=None, config=None):
+    """Exact W4A4 NVFP4 linear: quantize ``x`` (vLLM semantics), GEMM, alpha, bias.
+
+    The activation is quantized by its own kernel into the exact operand ``e2m1(q)*s``
+    (fp16 when that can hold it, i.e. always for fp16/bf16 inputs; the cuBLAS path uses
+    x's dtype so the output dtype matches), then the GEMM reads it densely.
+    ``alpha_scalar`` (a Python float, when every row has the same alpha) enables the cuBLAS
+    path for large M.
+    """
     m = x.shape[0]
-    if m <= SMALL_M_MAX or interpreting() or config is not None:
-        return gemm(x, None, A_QUANTIZE, w_packed, w_scale_u8, alpha, bias, gx, x.dtype, tl_op, config)
+    w_scale_u8 = w_scale.view(torch.uint8)
+    if config is not None and config.get("A_MODE") == A_QUANTIZE:  # the fused variant, for comparisons
+        tl_op, _ = _op_dtype(x.dtype, True)
+        cfg = {k: v for k, v in config.items() if k != "A_MODE"}
+        return gemm(x, None, A_QUANTIZE, w_packed, w_scale_u8, alpha, bias, gx, x.dtype, tl_op, cfg)
+    if _cublas_path(m, alpha_scalar, x.device):
+        x_hat = quantize_activation(x, gx, dequant_dtype=x.dtype)
+        return _cublas_gemm(x_hat, w_packed, w_scale_u8, alpha_scalar, bias)
+    tl_op, torch_op = _op_dtype(x.dtype, True)
     x_hat = quantize_activation(x, gx, dequant_dtype=torch_op)
-    return gemm(x_hat, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, x.dtype, tl_op)
+    return gemm(x_hat, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, x.dtype, tl_op, config)
 
 
-def linear_w4a16(x, w_packed, w_scale, alpha, bias, config=None):
-    """W4A16: ``x`` stays in bf16/fp16, the FP4 weight is dequantized in registers."""
+def linear_w4a16(x, w_packed, w_scale, alpha, bias, alpha_scalar=None, config=None):
+    """W4A16: ``x`` stays in bf16/fp16, the FP4 weight is dequantized in registers (or, for
+    large M with a uniform alpha, into a transient copy for cuBLAS)."""
+    w_scale_u8 = w_scale.view(torch.uint8)
+    if _cublas_path(x.shape[0], alpha_scalar, x.device):
+        return _cublas_gemm(x, w_packed, w_scale_u8, alpha_scalar, bias)
     tl_op, _ = _op_dtype(x.dtype, False)
-    return gemm(x, None, A_DENSE, w_packed, w_scale.view(torch.uint8), alpha, bias, None, x.dtype, tl_op, config)
+    return gemm(x, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, x.dtype, tl_op, config)
 
 
 def gemm_w4a4_packed(x_packed, x_scale, w_packed, w_scale, alpha, bias, out_dtype, config=None):

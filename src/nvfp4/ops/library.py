@@ -5,8 +5,12 @@ break: dynamo never traces into Triton's launcher) and keeps CUDA-graph capture 
 (the launches allocate through PyTorch's caching allocator only).
 
 * ``nvfp4::quantize_activation(x, input_global_scale) -> (packed u8 [M,K/2], scale e4m3 [M,K/16])``
-* ``nvfp4::linear_w4a4(x, weight_packed, weight_scale, input_global_scale, alpha, bias?) -> out``
-* ``nvfp4::linear_w4a16(x, weight_packed, weight_scale, alpha, bias?) -> out``
+* ``nvfp4::linear_w4a4(x, weight_packed, weight_scale, input_global_scale, alpha, bias?, alpha_scalar?) -> out``
+* ``nvfp4::linear_w4a16(x, weight_packed, weight_scale, alpha, bias?, alpha_scalar?) -> out``
+
+``alpha_scalar`` is the common value of ``alpha`` when all rows share it (a Python float
+fixed at load time, so no device sync): it enables the cuBLAS path at large M, whose GEMM
+epilogue applies one scalar alpha. Leave it ``None`` for per-row alphas.
 * ``nvfp4::gemm_w4a4_packed(x_packed, x_scale, weight_packed, weight_scale, alpha, bias?, out_dtype) -> out``
 
 Inputs are validated here (clear errors instead of a crash inside a kernel); ``x`` must be
@@ -85,15 +89,16 @@ def linear_w4a4(
     input_global_scale: torch.Tensor,
     alpha: torch.Tensor,
     bias: torch.Tensor | None = None,
+    alpha_scalar: float | None = None,
 ) -> torch.Tensor:
     x = _check_x("linear_w4a4", x)
     _check_weight("linear_w4a4", x.shape[1], weight_packed, weight_scale, alpha, bias)
     gx = _check_gx("linear_w4a4", input_global_scale)
-    return launch.linear_w4a4(x, weight_packed, weight_scale, gx, alpha, _bias_for(x, bias))
+    return launch.linear_w4a4(x, weight_packed, weight_scale, gx, alpha, _bias_for(x, bias), alpha_scalar)
 
 
 @linear_w4a4.register_fake
-def _(x, weight_packed, weight_scale, input_global_scale, alpha, bias=None):
+def _(x, weight_packed, weight_scale, input_global_scale, alpha, bias=None, alpha_scalar=None):
     return x.new_empty((x.shape[0], weight_packed.shape[0]))
 
 
@@ -104,14 +109,15 @@ def linear_w4a16(
     weight_scale: torch.Tensor,
     alpha: torch.Tensor,
     bias: torch.Tensor | None = None,
+    alpha_scalar: float | None = None,
 ) -> torch.Tensor:
     x = _check_x("linear_w4a16", x)
     _check_weight("linear_w4a16", x.shape[1], weight_packed, weight_scale, alpha, bias)
-    return launch.linear_w4a16(x, weight_packed, weight_scale, alpha, _bias_for(x, bias))
+    return launch.linear_w4a16(x, weight_packed, weight_scale, alpha, _bias_for(x, bias), alpha_scalar)
 
 
 @linear_w4a16.register_fake
-def _(x, weight_packed, weight_scale, alpha, bias=None):
+def _(x, weight_packed, weight_scale, alpha, bias=None, alpha_scalar=None):
     return x.new_empty((x.shape[0], weight_packed.shape[0]))
 
 
