@@ -109,6 +109,12 @@ class _PartitionedParameter(NVFP4Parameter):
                 f"{self.describe()}{what}: dimension {dim} of the checkpoint tensor is {loaded.shape[dim]}, "
                 f"expected {size * parts} ({parts} partition(s) of {size})"
             )
+        # Check the other dimensions too before narrowing: a lazy checkpoint slice would
+        # otherwise be read from disk only to be refused by _copy.
+        expected = list(self.data.shape)
+        expected[dim] = size * parts
+        if any(loaded.shape[d] != expected[d] for d in range(len(expected)) if d != dim):
+            raise ValueError(f"{self.describe()}{what}: expected shape {tuple(expected)}, got {tuple(loaded.shape)}")
         return loaded.narrow(dim, index * size, size)
 
     def load_column_parallel_weight(self, loaded: torch.Tensor) -> None:
