@@ -191,3 +191,25 @@ def test_generate_timed_is_greedy_generation(tmp_path):
     assert r.decode_tokens_per_second > 0 and r.tokens_per_second > 0
     raw = build_prompt(tok, "plain", chat=False)
     assert tok.decode(raw[0]) == "plain"
+
+
+def test_warmup_changes_no_result(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    calls = []
+    model = TinyLM()
+    model.register_forward_hook(lambda m, a, o: calls.append(a[0].shape[1]))
+    ids = torch.arange(40) % 11
+    a = perplexity(model, ids, 16, progress=False)
+    n = len(calls)
+    b = perplexity(model, ids, 16, progress=False, warmup=True)
+    assert a.perplexity == b.perplexity and a.scored_tokens == b.scored_tokens
+    assert len(calls) - n == n + 1 and calls[n] == 16  # one extra, untimed pass over the first window
+
+    src = make_float_model(tmp_path / "m")
+    tok = AutoTokenizer.from_pretrained(str(src))
+    hf = AutoModelForCausalLM.from_pretrained(str(src), dtype=torch.float32).eval()
+    ids = build_prompt(tok, "hello")
+    r1 = generate_timed(hf, tok, ids, max_new_tokens=5, min_new_tokens=5)
+    r2 = generate_timed(hf, tok, ids, max_new_tokens=5, min_new_tokens=5, warmup=True)
+    assert r1.text == r2.text and r2.new_tokens == 5

@@ -50,7 +50,7 @@ def measure(model, tokenizer, token_ids, *, seq_len: int, gen_tokens: int, label
     from ..evaluation.generation import generate_timed
     from ..evaluation.perplexity import perplexity
 
-    ppl = perplexity(model, token_ids, seq_len, desc=f"perplexity {label}")
+    ppl = perplexity(model, token_ids, seq_len, desc=f"perplexity {label}", warmup=True)
     row = {
         "model": label,
         "perplexity": ppl.perplexity,
@@ -61,7 +61,8 @@ def measure(model, tokenizer, token_ids, *, seq_len: int, gen_tokens: int, label
     }
     if gen_tokens > 0:
         prompt = token_ids[: min(32, token_ids.numel())].unsqueeze(0)
-        gen = generate_timed(model, tokenizer, prompt, max_new_tokens=gen_tokens, min_new_tokens=gen_tokens)
+        gen = generate_timed(model, tokenizer, prompt, max_new_tokens=gen_tokens, min_new_tokens=gen_tokens,
+                             warmup=True)
         row.update(decode_tokens_per_s=gen.decode_tokens_per_second, generated_tokens=gen.new_tokens)
     mem = weight_memory(model)
     row.update(weight_bytes=mem.total_bytes, bf16_equivalent_bytes=mem.bf16_equivalent_bytes,
@@ -122,6 +123,6 @@ def _run(args, tp) -> int:
     r = rows[-1]
     print(f"\nperplexity: {r['scored_tokens']} tokens of {args.text} scored in {r['windows']} window(s) of up to "
           f"{r['seq_len']} tokens (no context across windows); prefill tok/s: tokens per second of those forward "
-          f"passes (batch 1); decode tok/s: greedy generation of {args.gen_tokens} tokens after a 32-token prompt; "
+          f"passes (batch 1, after an untimed warm-up pass); decode tok/s: greedy generation of {args.gen_tokens} tokens after a 32-token prompt; "
           f"device {device}.")
     return 0

@@ -117,8 +117,8 @@ def ensure_quantized(bf16_dir: Path, target: Path, scheme: str, calibration_docs
 def _measure(label, model, tokenizer, eval_ids, prompt_ids, settings, checkpoint, load_seconds) -> ModelResult:
     from ..cli.common import model_backend
 
-    ppl = perplexity(model, eval_ids, settings.eval_seq_len, desc=f"perplexity {label}")
-    gen = generate_timed(model, tokenizer, prompt_ids, max_new_tokens=settings.max_new_tokens)
+    ppl = perplexity(model, eval_ids, settings.eval_seq_len, desc=f"perplexity {label}", warmup=True)
+    gen = generate_timed(model, tokenizer, prompt_ids, max_new_tokens=settings.max_new_tokens, warmup=True)
     mem = weight_memory(model)
     return ModelResult(
         label=label, perplexity=ppl.perplexity, scored_tokens=ppl.scored_tokens,

@@ -32,8 +32,8 @@ def render_results(result) -> str:
         f"Measured on {result.device}{threads}, batch 1. Perplexity: {base.scored_tokens} scored tokens of held-out "
         f"text ({result.text_source}: {names}{more}; never used for calibration) in {s.eval_windows} window(s) of "
         f"{s.eval_seq_len} tokens. W4A4 calibration: {s.calib_samples} windows of {s.calib_seq_len} tokens "
-        f"(static min-max). Prefill tok/s: tokens per second of those perplexity forward passes. Decode tok/s: "
-        f"greedy generation of the answers above (up to {s.max_new_tokens} new tokens), first token excluded. "
+        f"(static min-max). Prefill tok/s: tokens per second of those perplexity forward passes (after an untimed "
+        f"warm-up pass). Decode tok/s: greedy generation of the answers above (up to {s.max_new_tokens} new tokens), first token excluded. "
         f"Weights: all parameters and buffers in memory (the embedding, tied to lm_head, stays bf16). "
         f"Total time {result.seconds:.0f} s."
     )

@@ -71,10 +71,12 @@ def generate_timed(
     min_new_tokens: int | None = None,
     temperature: float = 0.0,
     seed: int = 0,
+    warmup: bool = False,
 ) -> GenerationResult:
     """Generate from ``input_ids`` ``[1, T]`` (greedy unless ``temperature > 0``) and time it.
 
     ``min_new_tokens`` forces a length (useful to measure speed on a fixed number of steps).
+    ``warmup=True`` first generates 2 tokens untimed (kernel compilation and the like).
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
@@ -94,6 +96,9 @@ def generate_timed(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad is not None:
         kwargs["pad_token_id"] = pad
+    if warmup:
+        model.generate(input_ids, **{**kwargs, "streamer": None, "max_new_tokens": 2, "min_new_tokens": None,
+                                     "do_sample": False, "temperature": None, "top_p": None, "top_k": None})
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()

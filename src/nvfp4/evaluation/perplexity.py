@@ -58,11 +58,14 @@ def perplexity(
     max_windows: int | None = None,
     progress: bool = True,
     desc: str = "perplexity",
+    warmup: bool = False,
 ) -> PerplexityResult:
     """Perplexity of ``model`` (a Hugging Face causal LM, or anything whose output has
     ``.logits`` or is the logits tensor) on ``token_ids`` (1-D), in windows of ``seq_len``.
 
     A trailing piece shorter than 2 tokens is dropped (it has nothing to score).
+    ``warmup=True`` runs the first window once, untimed, before measuring, so that one-time
+    costs (kernel compilation, allocator growth) do not count against tokens/s.
     """
     if not isinstance(token_ids, torch.Tensor) or token_ids.dim() != 1:
         raise TypeError("perplexity: token_ids must be a 1-D tensor of token ids")
@@ -75,6 +78,8 @@ def perplexity(
     if not starts:
         raise ValueError(f"perplexity: need at least 2 tokens, got {token_ids.numel()}")
     device = _device_of(model)
+    if warmup:
+        model(token_ids[starts[0] : starts[0] + seq_len].to(device).unsqueeze(0))
     total_nll, scored, seconds = 0.0, 0, 0.0
     for start in tqdm(starts, desc=desc, unit="window", disable=not progress, leave=False):
         window = token_ids[start : start + seq_len].to(device).unsqueeze(0)
