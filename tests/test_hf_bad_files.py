@@ -196,3 +196,10 @@ def test_w4a16_config_with_input_scales_on_disk(good_single, tmp_path):
     _edit_config(bad, lambda c: c["quantization_config"]["config_groups"]["group_0"].update(input_activations=None))
     with pytest.raises(ValueError, match=r"unexpected tensor\(s\).*input_global_scale"):
         _load(bad)
+
+
+def test_old_rotary_tables_are_skipped_with_a_note(good_single, tmp_path):
+    ok = _copy(good_single, tmp_path / "ckpt")
+    _edit_tensors(ok, lambda t: t.update({"model.layers.0.self_attn.rotary_emb.inv_freq": torch.ones(8)}))
+    report = _load(ok).nvfp4_report
+    assert any("1 checkpoint tensor(s) skipped" in w and "rotary_emb.inv_freq" in w for w in report.warnings)

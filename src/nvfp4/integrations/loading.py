@@ -59,7 +59,9 @@ class TensorPlacer:
         self.other_bytes = 0
         keep_fp32 = getattr(model, "_keep_in_fp32_modules", None) or []
         self._keep_fp32 = [k for k in keep_fp32 if isinstance(k, str)]
-        ignore_unexpected = getattr(model, "_keys_to_ignore_on_load_unexpected", None) or []
+        ignore_unexpected = list(getattr(model, "_keys_to_ignore_on_load_unexpected", None) or [])
+        # Old checkpoints saved rotary tables (now computed, non-persistent); transformers skips them too.
+        ignore_unexpected.append(r"rotary_emb\.inv_freq$")
         self._ignore_unexpected = [re.compile(p) for p in ignore_unexpected if isinstance(p, str)]
         self.skipped: list[str] = []
         self.unexpected: list[tuple[str, str]] = []
@@ -85,8 +87,6 @@ class TensorPlacer:
                 if p is None:
                     continue
                 full = f"{mname}.{pname}" if mname else pname
-                if full in self.quant_targets or any(full.startswith(f"{n}.") for n in layers):
-                    continue
                 self.plain_targets[full] = (module, pname, p)
                 by_object.setdefault(id(p), []).append(full)
         for names in by_object.values():
@@ -167,6 +167,10 @@ class TensorPlacer:
             )
         if problems:
             raise ValueError(f"{source}: " + "; ".join(problems))
+        if self.skipped:
+            self.warnings.append(
+                f"{len(self.skipped)} checkpoint tensor(s) skipped, as the model class allows: {_listing(self.skipped, 5)}"
+            )
         self._fused_shard_policy()
         for name, layer in self.layers.items():
             try:
