@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 
 import torch
@@ -37,4 +38,16 @@ def render_results(result) -> str:
         f"Weights: all parameters and buffers in memory (the embedding, tied to lm_head, stays bf16). "
         f"Total time {result.seconds:.0f} s."
     )
+    notes += _load_note(result.device)
     return table + "\n\n" + "\n".join(textwrap.wrap(notes, 100))
+
+
+def _load_note(device: str) -> str:
+    """On a busy CPU, timings mean little: say so (1-minute load average vs cores)."""
+    if not device.startswith("cpu") or not hasattr(os, "getloadavg"):
+        return ""
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load <= cores + 0.5:
+        return ""
+    return (f" Note: the CPU was shared (1-minute load average {load:.1f} on {cores} cores), so tokens/s are "
+            f"lower and noisier than on an idle machine; perplexities do not depend on it.")
