@@ -116,3 +116,8 @@ def test_parser_dispatches_to_the_command():
     parser = build_parser()
     args = parser.parse_args(["inspect", "x", "--json"])
     assert args.command == "inspect" and args.json and callable(args.run)
+
+
+def test_missing_hugging_face_packages_give_an_install_hint(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "gguf", None)  # makes `import gguf` fail
+    _one_clean_error(capsys, ["demo", "--device", "cpu"], "needs gguf", "pip install 'nvfp4[hf]'")

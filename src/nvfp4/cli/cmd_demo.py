@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_command, backend_argument
+from .common import add_command, backend_argument, require_hf
 
 DESCRIPTION = """\
 The main job, end to end on a small real chat model:
@@ -52,6 +52,7 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
+    require_hf(*(() if args.model else ("accelerate", "gguf")))  # converting the GGUF needs both
     from ..demo import DemoSettings, run_demo
     from .common import resolve_device
 

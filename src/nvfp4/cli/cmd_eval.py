@@ -7,6 +7,7 @@ import json
 from ..evaluation.calibration import read_text_file
 from ..evaluation.memory import format_bytes, weight_memory
 from .common import (
+    require_hf,
     add_command, add_device_arguments, backend_argument, existing_dir, format_table, load_quantized_model,
     load_reference_model, load_tokenizer, model_backend, resolve_device, resolve_dtype,
 )
@@ -84,6 +85,7 @@ def rows_table(rows: list[dict]) -> str:
 
 
 def run(args) -> int:
+    require_hf()
     with tensor_parallel_session(args) as tp:  # None: one process
         return _run(args, tp)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from .common import (
+    require_hf,
     add_command, add_device_arguments, backend_argument, existing_dir, load_quantized_model, load_tokenizer,
     model_backend, resolve_device, resolve_dtype,
 )
@@ -42,6 +43,7 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
+    require_hf()
     with tensor_parallel_session(args) as tp:  # None: one process
         return _run(args, tp)
 

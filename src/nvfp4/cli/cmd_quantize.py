@@ -9,7 +9,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import CLIError, add_command, existing_dir, library, load_tokenizer, resolve_device, resolve_dtype
+from .common import (
+    CLIError, add_command, existing_dir, library, load_tokenizer, require_hf, resolve_device, resolve_dtype,
+)
 
 DESCRIPTION = """\
 Quantize a float (bf16/fp16/fp32) Hugging Face causal LM to NVFP4 and save it as a
@@ -119,6 +121,7 @@ def quantize_checkpoint(
 
 
 def run(args) -> int:
+    require_hf()
     if args.samples < 1 or args.seq_len < 2:
         raise ValueError(f"--samples must be >= 1 and --seq-len >= 2 (got {args.samples}, {args.seq_len})")
     source = existing_dir(args.source, "source model")

@@ -74,6 +74,18 @@ def existing_dir(path: str, what: str = "checkpoint") -> Path:
     return p
 
 
+def require_hf(*extra: str) -> None:
+    """Fail with an install hint when the Hugging Face stack (the ``hf`` extra) is missing."""
+    missing = []
+    for module in ("transformers", *extra):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise CLIError(f"this command needs {', '.join(missing)}: pip install 'nvfp4[hf]'")
+
+
 def library(name: str):
     """``nvfp4.<name>`` (load, save, quantize_model, ...), with a clear error if this build lacks it."""
     import nvfp4
