@@ -330,6 +330,13 @@ class QKVParallelNVFP4Linear(ColumnParallelNVFP4Linear):
         )
 
 
+def exact_fp32_partials(backend) -> bool:
+    """Can ``backend`` give a row-parallel rank its partial sum in float32, unrounded?"""
+    return getattr(backend, "apply_partial_fp32", None) is not None or bool(
+        getattr(backend, "exact_fp32_partials", backend.name == "reference")
+    )
+
+
 class RowParallelNVFP4Linear(NVFP4Linear):
     """Inputs split across ranks: each rank holds ``K/tp`` input columns and yields a partial sum.
 
@@ -370,12 +377,27 @@ class RowParallelNVFP4Linear(NVFP4Linear):
     def forward_partial_fp32(self, x: torch.Tensor) -> torch.Tensor:
         """This rank's partial sum ``alpha * x_p @ W_p^T`` in float32, *without* bias.
 
-        With a backend whose float32-input path is exact (the reference backend, or one that
-        sets ``exact_fp32_partials = True``) the partial is never rounded to ``x.dtype``;
-        otherwise it is computed in ``x.dtype`` and widened (one rounding per rank).
+        Exact (never rounded to ``x.dtype``) when the backend offers it:
+
+        * a backend method ``apply_partial_fp32(layer, x2d) -> float32 [M, N]`` (``alpha *``
+          GEMM, W4A4 or W4A16 as ``layer.scheme.weight_only`` says, no bias), or
+        * a float32-input path that is exact (``exact_fp32_partials = True``; the reference
+          backend): the input is widened to float32 (same FP4 codes, same products).
+
+        Otherwise the partial is computed in ``x.dtype`` and widened (one rounding per rank,
+        as vLLM, whose all-reduce runs in the activation dtype).
         """
         backend = self.scheme._backend_for(self, x.device)
-        if x.dtype != torch.float32 and getattr(backend, "exact_fp32_partials", backend.name == "reference"):
+        hook = getattr(backend, "apply_partial_fp32", None)
+        if hook is not None and x.dtype != torch.float32:
+            k, n = self.input_size_per_partition, self.output_size_per_partition
+            if x.dim() == 0 or x.shape[-1] != k:
+                raise ValueError(f"{self._name()}: input's last dimension must be {k}, got shape {tuple(x.shape)}")
+            x2d = x.reshape(-1, k).contiguous()
+            if x2d.shape[0] == 0:
+                return x.new_zeros((*x.shape[:-1], n), dtype=torch.float32)
+            return hook(self, x2d).reshape(*x.shape[:-1], n)
+        if x.dtype != torch.float32 and exact_fp32_partials(backend):
             return self.scheme.apply_weights(self, x.float(), None)
         return self.scheme.apply_weights(self, x, None).float()
 

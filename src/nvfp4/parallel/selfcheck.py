@@ -95,6 +95,7 @@ def check_parallel_layers(tp, scheme: str = "w4a4", backend: str | None = None, 
         ColumnParallelNVFP4Linear, MergedColumnParallelNVFP4Linear, NVFP4Linear, QKVParallelNVFP4Linear,
         RowParallelNVFP4Linear,
     )
+    from ..layers.linear import exact_fp32_partials
     from .layers import KVHeadParallelNVFP4Linear
 
     rank, world, device = tp.rank, tp.size, tp.device
@@ -176,7 +177,7 @@ def check_parallel_layers(tp, scheme: str = "w4a4", backend: str | None = None, 
         dist.all_reduce(y32_tp, group=tp.group)
     mag = _magnitude(single, x)
     backend_obj = row.scheme._backend_for(row, device)
-    exact = getattr(backend_obj, "exact_fp32_partials", backend_obj.name == "reference")
+    exact = exact_fp32_partials(backend_obj)
     rounded = 0 if (exact or world == 1) else world  # partials rounded to dtype before the fp32 sum
     gathered = [torch.empty_like(y_tp) for _ in range(world)]
     if world > 1:
