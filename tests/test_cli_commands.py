@@ -203,3 +203,16 @@ def test_env_reports_versions_and_the_backend_choice(capsys, monkeypatch):
     monkeypatch.delenv("NVFP4_BACKEND")
     assert main(["env"]) == 0
     assert "chosen        reference" in capsys.readouterr().out
+
+
+def test_quantize_sharded_then_inspect_reads_every_shard(models, tmp_path, capsys):
+    dst = tmp_path / "sharded"
+    assert main(["quantize", str(models["float"]), str(dst), "--scheme", "NVFP4A16", "--max-shard-size", "30KB"]) == 0
+    capsys.readouterr()
+    shards = sorted(p.name for p in dst.glob("model-*.safetensors"))
+    assert len(shards) >= 3 and (dst / "model.safetensors.index.json").is_file()
+    s = run_json(capsys, ["inspect", str(dst), "--json"])
+    assert sorted(f["name"] for f in s["files"]) == shards
+    assert s["schemes"] == {"W4A16": 14} and s["warnings"] == []
+    single = run_json(capsys, ["inspect", str(models["w4a16"]), "--json"])
+    assert [l["weight_global_scale"] for l in s["layers"]] == [l["weight_global_scale"] for l in single["layers"]]

@@ -54,6 +54,8 @@ def add_parser(subparsers):
     p.add_argument("--device", default="auto", help="where to run calibration: cpu, cuda, cuda:N; auto = GPU if any")
     p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"),
                    help="dtype to load SRC in (weight global scales follow it, as in compressed-tensors)")
+    p.add_argument("--max-shard-size", default=None, metavar="SIZE",
+                   help="split the weights into files of at most SIZE (e.g. 5GB) with an index, as large models ship")
     p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     return p
 
@@ -81,7 +83,7 @@ def copy_side_files(source: Path, destination: Path) -> list[str]:
 
 def quantize_checkpoint(
     source: Path, destination: Path, *, scheme: str, documents: list[str] | None, samples: int, seq_len: int,
-    ignore: list[str], device, dtype, overwrite: bool = False, log=print,
+    ignore: list[str], device, dtype, overwrite: bool = False, max_shard_size=None, log=print,
 ) -> Path:
     """Load SRC, quantize, save to DST atomically with SRC's tokenizer files; return DST.
     (Shared with the demo.)"""
@@ -108,7 +110,7 @@ def quantize_checkpoint(
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.tmp-", dir=destination.parent))
     try:
         out = staging / "checkpoint"
-        save(model, out, tokenizer=tokenizer)
+        save(model, out, tokenizer=tokenizer, max_shard_size=max_shard_size)
         copy_side_files(source, out)
         if destination.exists():  # --overwrite: move the old one aside, then swap
             old = staging / "old"
@@ -138,7 +140,7 @@ def run(args) -> int:
     quantize_checkpoint(
         source, destination, scheme=args.scheme, documents=documents, samples=args.samples, seq_len=args.seq_len,
         ignore=args.ignore or ["lm_head"], device=resolve_device(args.device), dtype=resolve_dtype(args.dtype),
-        overwrite=args.overwrite,
+        overwrite=args.overwrite, max_shard_size=args.max_shard_size,
     )
     print(f"next: nvfp4 inspect {destination}   |   nvfp4 generate {destination} --prompt \"Hello\"")
     return 0
