@@ -111,3 +111,24 @@ class TritonBackend(Backend):
         return ops.linear_w4a16(
             x, layer.weight_packed, layer.weight_scale, layer.alpha, bias, getattr(layer, "nvfp4_alpha_scalar", None)
         )
+
+    # Tensor parallelism (added by the TP work, see RowParallelNVFP4Linear.forward_partial_fp32):
+    # a row-parallel rank's partial sum ``alpha * GEMM`` kept in float32 (no bias), so the
+    # all-reduce adds unrounded partials and the result equals one GPU's up to fp32 summation
+    # order. Same kernels, float32 output.
+    def apply_partial_fp32(self, layer, x):
+        if self._fp32(x):
+            run = self._reference.apply_w4a16 if layer.scheme.weight_only else self._reference.apply_w4a4
+            return run(layer, x, None)
+        _ops()
+        from ..ops import launch
+
+        w_scale_u8 = layer.weight_scale.view(torch.uint8)
+        if layer.scheme.weight_only:
+            tl_op, _ = launch._op_dtype(x.dtype, False)
+            a = x
+        else:
+            tl_op, torch_op = launch._op_dtype(x.dtype, True)
+            a = launch.quantize_activation(x, layer.input_global_scale, dequant_dtype=torch_op)
+        return launch.gemm(a, None, launch.A_DENSE, layer.weight_packed, w_scale_u8, layer.alpha, None, None,
+                           torch.float32, tl_op)
