@@ -54,11 +54,16 @@ def checkpoints(tmp_path_factory):
 
 
 def _model_worker(rank, world, cases):
+    import nvfp4
     from nvfp4.parallel import load_tp
 
     results = {}
     for label, path, ids, dtype in cases:
-        model = load_tp(path, tp=world, device="cpu", dtype=dtype, progress=False)
+        if label == "mistral":  # the nvfp4.load(..., tp=N) entry
+            model = nvfp4.load(path, device="cpu", dtype=dtype, progress=False, tp=world)
+        else:
+            model = load_tp(path, tp=world, device="cpu", dtype=dtype, progress=False)
+        assert model.nvfp4_tp.size == world and model.nvfp4_tp.rank == rank
         attn = model.model.layers[0].self_attn
         with torch.no_grad():
             logits = model(ids).logits

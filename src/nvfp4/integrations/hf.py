@@ -200,6 +200,7 @@ def load(
     shard_scale_policy: str | None = None,
     *,
     model_cls=None,
+    tp: int | None = None,
 ):
     """Load a compressed-tensors NVFP4 checkpoint directory as a transformers model whose
     targeted linear layers are ``NVFP4Linear``; ``model.nvfp4_report`` says what was done.
@@ -207,7 +208,16 @@ def load(
     ``weight_only=True`` runs W4A4 layers as W4A16 (activations not quantized).
     ``shard_scale_policy='max'`` reproduces vLLM's max() over q/k/v and gate/up global scales.
     ``model_cls`` (default ``AutoModelForCausalLM``) builds the model from its config.
+    ``tp=N``: this process is one of N tensor-parallel ranks started by torchrun; it builds and
+    reads only its share (``nvfp4.parallel.load_tp``; ``device="cuda"`` means cuda:LOCAL_RANK).
     """
+    if tp is not None:
+        from ..parallel import load_tp
+
+        if model_cls is not None:
+            raise ValueError("load: model_cls is not supported with tp= (Llama/Mistral/Qwen2/Qwen3 families)")
+        return load_tp(path, tp=tp, device=device, dtype=dtype, backend=backend, weight_only=weight_only,
+                       progress=progress, shard_scale_policy=shard_scale_policy)
     from transformers import AutoConfig
 
     start = time.perf_counter()
