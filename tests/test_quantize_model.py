@@ -224,3 +224,15 @@ def test_plain_module_and_save_refuses_to_clobber(tmp_path):
         + [f"up.{p}" for p in ("weight_packed", "weight_scale", "weight_global_scale", "input_global_scale", "bias")]
     )
     assert not (tmp_path / "busy" / "keep").exists()
+
+
+def test_tied_lm_head_is_not_quantized_silently(tmp_path):
+    model = float_model(tiny_config(tie=True))
+    with pytest.raises(ValueError, match=r"lm_head\.weight is shared with model\.embed_tokens\.weight .*add 'lm_head' to ignore="):
+        nvfp4.quantize_model(model, calibration_tokens(), ignore=[], progress=False)
+    untied = nvfp4.quantize_model(float_model(tiny_config()), calibration_tokens(), ignore=[], progress=False)
+    assert isinstance(untied.lm_head, nvfp4.NVFP4Linear)
+    nvfp4.save(untied, tmp_path / "all")
+    assert json.loads((tmp_path / "all" / "config.json").read_text())["quantization_config"]["ignore"] == []
+    loaded = nvfp4.load(tmp_path / "all", backend="reference", progress=False)
+    assert isinstance(loaded.lm_head, nvfp4.NVFP4Linear) and torch.equal(logits(loaded), logits(untied))

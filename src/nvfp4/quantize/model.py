@@ -41,6 +41,22 @@ def _shared_weight_scales(linears: dict[str, nn.Linear]) -> dict[str, torch.Tens
     return scales
 
 
+def _refuse_shared_weights(model: nn.Module, linears: dict[str, nn.Linear]) -> None:
+    """A targeted weight that another module also uses (tied lm_head / embeddings) cannot be
+    quantized without silently untying them; loaders that honour the tie would then ignore it."""
+    owners: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        owners.setdefault(id(p), []).append(name)
+    for name, linear in linears.items():
+        names = owners.get(id(linear.weight), [])
+        others = [n for n in names if n != f"{name}.weight"]
+        if others:
+            raise ValueError(
+                f"{name}.weight is shared with {', '.join(others)} (tied weights, e.g. tie_word_embeddings); "
+                f"add {name!r} to ignore="
+            )
+
+
 def _quantized_layer(name: str, linear: nn.Linear, gw: torch.Tensor, gx: torch.Tensor | None, weight_only: bool,
                      backend: str | None) -> NVFP4Linear:
     weight = linear.weight.detach()
@@ -103,6 +119,7 @@ def quantize_model(
         if linear.weight.device.type == "meta":
             raise ValueError(f"{name}: weight is on the meta device; load the float model's weights first")
     linears = {name: linear for name, (linear, _) in targeted.items()}
+    _refuse_shared_weights(model, linears)
 
     warnings: list[str] = []
     gx: dict[str, torch.Tensor] = {}
