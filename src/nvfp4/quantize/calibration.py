@@ -3,8 +3,10 @@
 Each layer's ``Gx = 448*6 / max|x|`` over everything it sees while the model runs over the
 calibration set (llm-compressor's ``static_minmax`` observer), computed in the activations'
 dtype exactly as compressed-tensors' ``generate_gparam`` does. Inputs are observed with
-forward pre-hooks on the *float* model: llm-compressor fake-quantizes earlier layers while
-it calibrates, so its ``Gx`` can differ from ours in the last bits of ``max|x|``.
+forward pre-hooks on the *float* model. llm-compressor instead fake-quantizes while it
+calibrates ("quantize at the same time as calibrate"), so each layer sees the outputs of
+already-quantized earlier layers and its ``Gx`` can differ slightly from ours; the weights
+are bit-exact either way.
 """
 
 from __future__ import annotations
