@@ -105,7 +105,7 @@ def test_fp8_rounding_midpoints_and_clamp_on_hardware():
 
 
 SHAPES = [(4096, 4096), (1000, 432), (96, 16)]
-MS = [1, 5, 33, 64, 65, 200, 600]
+MS = [1, 3, 33, 600]  # gemv/split-K, split-K, autotuned (per-row alpha) and cuBLAS paths
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

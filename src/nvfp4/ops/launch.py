@@ -1,17 +1,24 @@
 """Launchers: choose the kernel path and tile configuration, allocate outputs, launch.
 
-Paths (``M`` = tokens, after flattening leading dims):
+Paths (``M`` = tokens after flattening leading dims). W4A4 first runs ``activation_quant``,
+which writes the exact operand ``e2m1(q) * s`` (fp16, or x's dtype for cuBLAS); every GEMM
+below then reads a dense activation (W4A16 reads ``x`` itself):
 
-* ``M <= SMALL_M_MAX`` (decode): one GEMM launch with the activation quantization fused in
-  (W4A4) or the activation read as is (W4A16), ``BLOCK_M`` = 16..64, and split-K chosen so
-  that about two waves of programs cover the GPU's SMs: the weight stream is everything.
-  A second tiny launch sums the split-K partials (fixed order) and applies the epilogue.
-* larger M: (W4A4) ``activation_quant`` writes the exact operand ``e2m1(q)*s`` in fp16, then
-  an autotuned GEMM reads it densely; split-K configurations are offered up to M = 256.
+* ``M <= 4``: the CUDA-core path (``kernels/gemv.py``) or the tensor-core split-K path,
+  whichever this GPU runs faster for the shape (timed once, outside CUDA-graph capture);
+* ``M <= SPLITK_M_MAX``: the tensor-core GEMM with split-K sized for ~2 waves of programs
+  (fp32 partials, then ``splitk_reduce`` in a fixed order: deterministic);
+* ``M >= CUBLAS_MIN_M`` with one alpha for every row: cuBLAS over a transient exact
+  fp16/bf16 copy of the weight (alpha in the GEMM epilogue, one rounding, then bias);
+* otherwise: the autotuned tensor-core GEMM with the epilogue fused.
+
+The variant with the quantization fused into the GEMM (``A_QUANTIZE``) and the GEMM over
+packed FP4 activations (``A_PACKED``) are kept, tested and reachable (``config`` /
+``gemm_w4a4_packed``); they were slower on the H100 (see docs/performance.md).
 
 Every launch is counted in ``KERNEL_LAUNCHES`` so tests can prove the Triton kernels ran
 (no silent fallback). ``TRITON_INTERPRET=1`` (the CPU interpreter) is honoured: fixed tiles,
-fp32 dots, portable decoding.
+fp32 operands and dots, portable decoding.
 """
 
 from __future__ import annotations
@@ -25,13 +32,18 @@ import triton
 
 from ..kernels.activation_quant import activation_quant_kernel
 from ..kernels.gemm import A_DENSE, A_PACKED, A_QUANTIZE, nvfp4_gemm_kernel, nvfp4_gemm_kernel_interpreted
+from ..kernels.gemv import gemv_kernel, gemv_kernel_interpreted
 from ..kernels.splitk_reduce import splitk_reduce_kernel
 from ..kernels.weight_dequant import weight_dequant_kernel
 
 SMALL_M_MAX = 64
+SPLITK_M_MAX = 128  # the heuristic split-K tensor-core path serves M up to this
+GEMV_M_MAX = 4  # the CUDA-core path (kernels/gemv.py) is offered up to this M
+GEMV_ENV = "NVFP4_TRITON_GEMV"  # "auto" (time both once per shape), "always", "never"
+_SMALL_PATH_CHOICE: dict = {}
 # Above this M (and with one alpha for all rows) the GEMM runs on cuBLAS over a transient
 # exact fp16/bf16 copy of the weight: compute-bound there, and cuBLAS is faster.
-CUBLAS_MIN_M = int(os.environ.get("NVFP4_TRITON_CUBLAS_MIN_M", "512"))
+CUBLAS_MIN_M = int(os.environ.get("NVFP4_TRITON_CUBLAS_MIN_M", "256"))
 KERNEL_LAUNCHES: collections.Counter = collections.Counter()
 DECODE_ENV = "NVFP4_TRITON_DECODE"  # "asm" (default on GPUs) or "portable"
 
@@ -111,9 +123,11 @@ def _pow2_at_least(v: int, lo: int) -> int:
 
 def small_m_config(m: int, n: int, k: int, device: torch.device, override: dict | None = None) -> dict:
     """Fixed tiles for the decode path; split-K sized for ~2 waves over the SMs."""
-    cfg = dict(BLOCK_M=_pow2_at_least(m, 16), BLOCK_N=128, BLOCK_K=256, num_warps=4, num_stages=4)
-    if n <= 4096:
-        cfg["BLOCK_N"] = 64
+    # From benchmarks/tune_small_m.py on an H100 (8B o_proj, M = 1..64): BLOCK_N=64,
+    # BLOCK_K=256, 4 warps, 3 stages was within a few % of the best everywhere.
+    cfg = dict(BLOCK_M=min(_pow2_at_least(m, 16), 128), BLOCK_N=64, BLOCK_K=256, num_warps=4, num_stages=3)
+    if m > 64:
+        cfg.update(BLOCK_N=128, BLOCK_K=128, num_warps=8)
     if override:
         cfg.update(override)
     if interpreting():
@@ -134,23 +148,19 @@ def _even_k(k: int, block_k: int, split: int) -> bool:
 
 
 def _large_configs():
-    def c(bn, bm, bk, w, s, split=1):
-        return triton.Config(dict(BLOCK_N=bn, BLOCK_M=bm, BLOCK_K=bk, SPLIT_K=split), num_warps=w, num_stages=s)
+    def c(bn, bm, bk, w, s):
+        return triton.Config(dict(BLOCK_N=bn, BLOCK_M=bm, BLOCK_K=bk, SPLIT_K=1), num_warps=w, num_stages=s)
 
-    medium = [c(128, 64, 128, 4, 4, s) for s in (1, 2, 4)] + [c(128, 128, 64, 8, 3, s) for s in (1, 2)]
-    large = [c(128, 128, 64, 8, 3), c(128, 256, 64, 8, 3), c(256, 128, 64, 8, 3)]
-    return medium, large
+    return [c(128, 128, 64, 8, 3), c(128, 256, 64, 8, 3), c(256, 128, 64, 8, 3)]
 
 
-_MEDIUM_CONFIGS, _LARGE_CONFIGS = _large_configs()
-MEDIUM_M_MAX = 256
-MAX_SPLIT_MEDIUM = max(cfg.kwargs["SPLIT_K"] for cfg in _MEDIUM_CONFIGS)
+_LARGE_CONFIGS = _large_configs()
 _KEY = ["M_BUCKET", "N", "K", "A_MODE", "OP_DTYPE", "HAS_BIAS", "USE_ASM"]
 
 
 @functools.lru_cache(maxsize=None)
-def _autotuned(kind: str):
-    configs = _MEDIUM_CONFIGS if kind == "medium" else _LARGE_CONFIGS
+def _autotuned_large():
+    """M > SPLITK_M_MAX on the Triton GEMM (per-row alpha, or below CUBLAS_MIN_M)."""
     tiles = triton.heuristics(
         {
             "TILES_PER_SPLIT": lambda a: triton.cdiv(triton.cdiv(a["K"], a["BLOCK_K"]), a["SPLIT_K"]),
@@ -158,7 +168,7 @@ def _autotuned(kind: str):
             "EVEN_K": lambda a: _even_k(a["K"], a["BLOCK_K"], a["SPLIT_K"]),
         }
     )(nvfp4_gemm_kernel)
-    return triton.autotune(configs=configs, key=_KEY, warmup=5, rep=25)(tiles)
+    return triton.autotune(configs=_LARGE_CONFIGS, key=_KEY, warmup=5, rep=25)(tiles)
 
 
 # ---------------------------------------------------------------------------------------
@@ -196,7 +206,7 @@ def gemm(
         a, a_scale if a_scale is not None else dummy, w_packed, w_scale_u8, alpha,
         bias if has_bias else dummy, gx if gx is not None else dummy, out,
     ]
-    if m <= SMALL_M_MAX or interpreting() or config is not None:
+    if m <= SPLITK_M_MAX or interpreting() or config is not None:
         cfg = small_m_config(m, n, k, device, config)
         split = cfg["SPLIT_K"]
         partial = torch.empty((split, m, n), dtype=torch.float32, device=device) if split > 1 else out
@@ -210,25 +220,93 @@ def gemm(
         )
         KERNEL_LAUNCHES["gemm_small_m"] += 1
     else:
-        kind = "medium" if m <= MEDIUM_M_MAX else "large"
-        max_split = MAX_SPLIT_MEDIUM if kind == "medium" else 1
-        partial = torch.empty((max_split, m, n), dtype=torch.float32, device=device) if max_split > 1 else out
-        kernel = _autotuned(kind)
+        partial = out  # the large configurations do not split K
+        kernel = _autotuned_large()
 
         def grid(meta):
             return (triton.cdiv(n, meta["BLOCK_N"]), triton.cdiv(m, meta["BLOCK_M"]), meta["SPLIT_K"])
 
         kernel[grid](*args, partial, m, n, k, stride_am, k // 2, k // 16, M_BUCKET=triton.next_power_of_2(m), **common)
         split = kernel.best_config.kwargs["SPLIT_K"]
-        KERNEL_LAUNCHES[f"gemm_{kind}_m"] += 1
+        KERNEL_LAUNCHES["gemm_large_m"] += 1
     if split > 1:
-        block = 1024
-        splitk_reduce_kernel[(triton.cdiv(m * n, block),)](
-            partial, alpha, bias if has_bias else dummy, out, m, n,
-            SPLIT_K=split, HAS_BIAS=has_bias, INTERPRET=interpreting(), BLOCK=block, num_warps=4,
-        )
-        KERNEL_LAUNCHES["splitk_reduce"] += 1
+        _reduce(partial, alpha, bias, out, split)
     return out
+
+
+def gemv_config(m: int, n: int, k: int, device: torch.device) -> dict | None:
+    """Tiles of the CUDA-core path, or None where it does not apply (needs whole K tiles)."""
+    block_n, block_k = (32, 64) if interpreting() else (64, 256)
+    if m > GEMV_M_MAX or k % block_k:
+        return None
+    k_tiles = k // block_k
+    target = max(1, min(k_tiles, 32, triton.cdiv(2 * num_sms(device), triton.cdiv(n, block_n))))
+    split = max(d for d in range(1, target + 1) if k_tiles % d == 0)
+    return dict(BLOCK_N=block_n, BLOCK_K=block_k, SPLIT_K=split, ROWS=1 if m == 1 else (2 if m == 2 else 4))
+
+
+def gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, cfg) -> torch.Tensor:
+    m, k = a.shape
+    n = w_packed.shape[0]
+    out = torch.empty((m, n), dtype=out_dtype, device=a.device)
+    split = cfg["SPLIT_K"]
+    partial = torch.empty((split, m, n), dtype=torch.float32, device=a.device) if split > 1 else out
+    kernel = gemv_kernel_interpreted if interpreting() else gemv_kernel
+    grid = (triton.cdiv(n, cfg["BLOCK_N"]), 1, split)
+    has_bias = bias is not None
+    kernel[grid](
+        a, w_packed, w_scale_u8, alpha, bias if has_bias else alpha, out, partial, m, n, k, a.stride(0), k // 2,
+        k // 16, k // cfg["BLOCK_K"] // split, ROWS=cfg["ROWS"], HAS_BIAS=has_bias, WRITE_PARTIAL=split > 1,
+        OP_DTYPE=op_dtype, USE_ASM=use_asm_decode(a.device), INTERPRET=interpreting(),
+        BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"], num_warps=4,
+    )
+    KERNEL_LAUNCHES["gemv"] += 1
+    if split > 1:
+        _reduce(partial, alpha, bias, out, split)
+    return out
+
+
+def _reduce(partial, alpha, bias, out, split):
+    m, n = out.shape
+    block = 1024
+    has_bias = bias is not None
+    splitk_reduce_kernel[(triton.cdiv(m * n, block),)](
+        partial, alpha, bias if has_bias else alpha, out, m, n,
+        SPLIT_K=split, HAS_BIAS=has_bias, INTERPRET=interpreting(), BLOCK=block, num_warps=4,
+    )
+    KERNEL_LAUNCHES["splitk_reduce"] += 1
+
+
+def _small_gemm(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, config=None):
+    """M <= SMALL_M_MAX: the CUDA-core path or the tensor-core split-K path, whichever this
+    GPU runs faster for this shape (timed once per shape, outside CUDA-graph capture)."""
+    m, k = a.shape
+    n = w_packed.shape[0]
+    cfg = gemv_config(m, n, k, a.device) if config is None else None
+    mode = os.environ.get(GEMV_ENV, "auto").strip().lower()
+    if cfg is None or mode == "never":
+        return gemm(a, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, op_dtype, config)
+    if mode == "always" or interpreting() or a.device.type != "cuda":
+        return gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, cfg)
+    key = (m, n, k, a.dtype, str(op_dtype), bias is not None, a.device.index)
+    choice = _SMALL_PATH_CHOICE.get(key)
+    if choice is None:
+        if torch.cuda.is_current_stream_capturing():
+            choice = "mma"  # cannot time inside a capture; the tensor-core path is the safe default
+        else:
+            def run_gemv():
+                return gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, cfg)
+
+            def run_mma():
+                return gemm(a, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, op_dtype)
+
+            t_gemv = triton.testing.do_bench(run_gemv, warmup=5, rep=20, return_mode="median")
+            t_mma = triton.testing.do_bench(run_mma, warmup=5, rep=20, return_mode="median")
+            choice = "gemv" if t_gemv < t_mma else "mma"
+            _SMALL_PATH_CHOICE[key] = choice
+    if choice == "gemv":
+        return gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, cfg)
+    return gemm(a, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, op_dtype)
 
 
 def dequantize_weight(w_packed, w_scale_u8, dtype: torch.dtype) -> torch.Tensor:
@@ -282,6 +360,8 @@ def linear_w4a4(x, w_packed, w_scale, gx, alpha, bias, alpha_scalar=None, config
         return _cublas_gemm(x_hat, w_packed, w_scale_u8, alpha_scalar, bias)
     tl_op, torch_op = _op_dtype(x.dtype, True)
     x_hat = quantize_activation(x, gx, dequant_dtype=torch_op)
+    if m <= SMALL_M_MAX:
+        return _small_gemm(x_hat, w_packed, w_scale_u8, alpha, bias, x.dtype, tl_op, config)
     return gemm(x_hat, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, x.dtype, tl_op, config)
 
 
@@ -292,6 +372,8 @@ def linear_w4a16(x, w_packed, w_scale, alpha, bias, alpha_scalar=None, config=No
     if _cublas_path(x.shape[0], alpha_scalar, x.device):
         return _cublas_gemm(x, w_packed, w_scale_u8, alpha_scalar, bias)
     tl_op, _ = _op_dtype(x.dtype, False)
+    if x.shape[0] <= SMALL_M_MAX:
+        return _small_gemm(x, w_packed, w_scale_u8, alpha, bias, x.dtype, tl_op, config)
     return gemm(x, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, x.dtype, tl_op, config)
 
 

@@ -1,0 +1,159 @@
+"""Triton kernels under the CPU interpreter (run by tests/test_triton_interpreter.py).
+
+This module is executed in a subprocess with ``TRITON_INTERPRET=1`` set before anything
+imports Triton kernels (``triton.jit`` decides compiled vs interpreted at definition time),
+so the rest of the test suite is unaffected. Small shapes, tiles of 64, few cases:
+
+* activation quantization: codes and E4M3 scales identical to ``nvfp4.numerics``
+  (random data, zeros, -0, subnormal-scale groups, +-Inf, NaN, values at every E2M1 tie);
+* every GEMM variant (split-K tensor-core path with the activation dequantized by its own
+  kernel, the fused-quantization variant, packed FP4 activations, W4A16, the CUDA-core
+  path for M <= 4): within the fp32-summation bound of a float64 computation
+  (``triton_exactness.py``); in practice the interpreter's results are bit-equal;
+* M = 0, M = 1, M and N not multiples of the tile, K = 16, bias, fp16 and bf16, leading
+  dims, a non-contiguous input, and the backend/custom-op entry points.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import torch
+
+assert os.environ.get("TRITON_INTERPRET") == "1", "run through tests/test_triton_interpreter.py"
+sys.path.insert(0, os.path.dirname(__file__))
+from triton_exactness import activation_operand, assert_close_to_exact  # noqa: E402
+
+import nvfp4.ops  # noqa: E402,F401  (defines the kernels in interpreter mode)
+from nvfp4.numerics import quantize_activation, quantize_weight  # noqa: E402
+from nvfp4.ops import launch  # noqa: E402
+
+OPS = torch.ops.nvfp4
+DTYPES = [torch.bfloat16, torch.float16]
+
+
+def _weights(n, k, seed):
+    g = torch.Generator().manual_seed(seed)
+    return quantize_weight(torch.randn(n, k, generator=g) * 0.1)
+
+
+def _gx(x):
+    return torch.tensor([448.0 * 6.0 / max(x.abs().max().float().item(), 1e-6)])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_activation_quant_identical(dtype):
+    g = torch.Generator().manual_seed(1)
+    x = (torch.randn(5, 96, generator=g) * 3).to(dtype)
+    x[0, :16] = 0
+    x[1, 16:32] = -0.0
+    x[1, 32:48] = 1e-6  # block scale underflows to an E4M3 subnormal / zero
+    x[2, 0] = float("inf")
+    x[2, 17] = float("-inf")
+    x[3, 40] = float("nan")
+    ties = torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 6.0])
+    x[4, 48:64] = torch.cat([ties, -ties]).to(dtype)  # amax 6 and Gx = 1: codes see the exact ties
+    for gx in (_gx(x[torch.isfinite(x)].reshape(1, -1)), torch.tensor([1.0])):
+        p, s = OPS.quantize_activation(x, gx)
+        rp, rs = quantize_activation(x, gx)
+        assert torch.equal(p, rp)
+        assert torch.equal(s.view(torch.uint8), rs.view(torch.uint8))
+    empty_p, empty_s = OPS.quantize_activation(x[:0], gx)
+    assert empty_p.shape == (0, 48) and empty_s.shape == (0, 6)
+
+
+def test_dequantized_activation_operand_exact():
+    x = (torch.randn(3, 64) * 2).to(torch.bfloat16)
+    gx = _gx(x)
+    rp, rs = quantize_activation(x, gx)
+    got = launch.quantize_activation(x, gx, dequant_dtype=torch.float32)
+    assert torch.equal(got, activation_operand(rp, rs))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,n,k", [(1, 72, 128), (3, 72, 128), (19, 80, 96), (70, 64, 16)])
+def test_w4a4_linear(dtype, m, n, k):
+    wp, ws, gw = _weights(n, k, seed=m + n)
+    x = (torch.randn(m, k) * 2).to(dtype)
+    gx = _gx(x)
+    alpha = (1.0 / (gx * gw)).expand(n).contiguous()
+    alpha[: n // 2] *= 2.0  # per-row alpha
+    bias = torch.randn(n).to(dtype) if m % 2 else None
+    rp, rs = quantize_activation(x, gx)
+    a = activation_operand(rp, rs)
+    out = OPS.linear_w4a4(x, wp, ws, gx, alpha, bias)
+    assert out.dtype == dtype and out.shape == (m, n)
+    assert_close_to_exact(out, a, wp, ws, alpha, bias, f"w4a4 M={m}")
+    fused = launch.linear_w4a4(x, wp, ws, gx, alpha, bias, config=dict(A_MODE=1))
+    assert_close_to_exact(fused, a, wp, ws, alpha, bias, f"fused M={m}")
+    packed = OPS.gemm_w4a4_packed(rp, rs, wp, ws, alpha, bias, dtype)
+    assert_close_to_exact(packed, a, wp, ws, alpha, bias, f"packed M={m}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,n,k", [(1, 72, 128), (4, 64, 64), (17, 80, 48)])
+def test_w4a16_linear(dtype, m, n, k):
+    wp, ws, gw = _weights(n, k, seed=7 * m)
+    x = torch.randn(m, k).to(dtype)
+    alpha = (1.0 / gw).expand(n).contiguous()
+    bias = torch.randn(n).to(dtype)
+    out = OPS.linear_w4a16(x, wp, ws, alpha, bias)
+    assert_close_to_exact(out, x.float(), wp, ws, alpha, bias, f"w4a16 M={m}")
+
+
+def test_gemv_path_runs_for_tiny_m():
+    wp, ws, gw = _weights(72, 128, seed=3)
+    x = torch.randn(2, 128).to(torch.bfloat16)
+    before = launch.KERNEL_LAUNCHES["gemv"]
+    out = OPS.linear_w4a16(x, wp, ws, (1.0 / gw).expand(72).contiguous(), None)
+    assert launch.KERNEL_LAUNCHES["gemv"] == before + 1
+    assert_close_to_exact(out, x.float(), wp, ws, (1.0 / gw).expand(72), None, "gemv")
+
+
+def test_weight_dequant_kernel_exact():
+    from nvfp4.numerics.weights import dequantize_weight_unscaled
+
+    wp, ws, _ = _weights(40, 96, seed=11)
+    got = launch.dequantize_weight(wp, ws.view(torch.uint8), torch.float32)
+    assert torch.equal(got, dequantize_weight_unscaled(wp, ws))
+
+
+def test_bad_inputs_are_rejected_clearly():
+    wp, ws, gw = _weights(64, 64, seed=2)
+    alpha = (1.0 / gw).expand(64).contiguous()
+    with pytest.raises(TypeError, match="bfloat16 or float16"):
+        OPS.linear_w4a16(torch.randn(2, 64), wp, ws, alpha, None)
+    with pytest.raises(ValueError, match="weight_packed"):
+        OPS.linear_w4a16(torch.randn(2, 32).to(torch.bfloat16), wp, ws, alpha, None)
+    with pytest.raises(ValueError, match="alpha"):
+        OPS.linear_w4a16(torch.randn(2, 64).to(torch.bfloat16), wp, ws, alpha[:3], None)
+
+
+def test_module_with_leading_dims_noncontiguous_and_empty():
+    """NVFP4Linear end to end with the Triton ops (forced: the backend itself is GPU-only)."""
+    from nvfp4 import NVFP4Linear
+    from nvfp4.backends import registry
+    from nvfp4.backends.triton_backend import TritonBackend
+
+    lin = torch.nn.Linear(64, 40, bias=True).to(torch.bfloat16)
+    layer = NVFP4Linear.from_linear(lin, input_global_scale=torch.tensor([500.0]), backend="reference")
+    ref_out = layer(torch.zeros(1, 64, dtype=torch.bfloat16))  # builds the reference backend
+    backend = TritonBackend()
+    backend.prepare(layer)
+    layer.__dict__["nvfp4_backends"] = {("cpu", None): backend}
+    x = torch.randn(2, 3, 64).to(torch.bfloat16)
+    before = sum(launch.KERNEL_LAUNCHES.values())
+    out = layer(x)
+    assert sum(launch.KERNEL_LAUNCHES.values()) > before
+    assert out.shape == (2, 3, 40) and ref_out.shape == (1, 40)
+    rp, rs = quantize_activation(x.reshape(-1, 64), layer.input_global_scale)
+    assert_close_to_exact(
+        out.reshape(-1, 40), activation_operand(rp, rs), layer.weight_packed, layer.weight_scale, layer.alpha,
+        layer.bias, "module",
+    )
+    xt = torch.randn(64, 5).to(torch.bfloat16).t()
+    assert torch.equal(layer(xt), layer(xt.contiguous()))
+    assert layer(x[:, :0]).shape == (2, 0, 40)
+    assert registry  # imported for its side effects only
