@@ -63,6 +63,8 @@ def test_parse_is_lenient_about_what_does_not_change_numbers():
     del old["version"], old["quantization_status"], old["config_groups"]["group_0"]["format"]
     old["format"] = "nvfp4-pack-quantized"
     old["some_future_field"] = 1
+    old["sparsity_config"] = {"format": "dense", "global_sparsity": 0.0, "targets": [], "ignore": []}
+    old["transform_config"] = {}
     assert parse_quantization_config(old).groups[0].scheme == "NVFP4"
 
 
@@ -94,6 +96,7 @@ def test_mixed_precision_with_several_groups():
         (lambda q: q["config_groups"]["group_0"].update(output_activations={"num_bits": 4}), "output_activations"),
         (lambda q: q.update(kv_cache_scheme={"num_bits": 8}), "kv_cache_scheme is set"),
         (lambda q: q.update(transform_config={"config_groups": {"u": {}}}), "transform_config is set"),
+        (lambda q: q.update(sparsity_config={"format": "sparse-24-bitmask"}), "sparsity_config format 'sparse-24-bitmask'"),
         (lambda q: q.update(config_groups={}), "config_groups is missing or empty"),
         (lambda q: q["config_groups"]["group_0"].update(targets=[]), "targets is empty"),
         (lambda q: q["config_groups"]["group_0"].update(weights=None), "weights is null"),

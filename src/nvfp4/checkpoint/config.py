@@ -169,9 +169,12 @@ def parse_quantization_config(qc: Any, source: str = "quantization_config") -> N
     for key in ("kv_cache_scheme",):
         if qc.get(key):
             raise _fail(source, f"{key} is set ({qc[key]!r}); quantized KV caches are not supported")
-    for key in ("transform_config", "sparsity_config"):
-        if qc.get(key):
-            raise _fail(source, f"{key} is set; {key.split('_')[0]}ed checkpoints are not supported")
+    sparsity = qc.get("sparsity_config") or {}
+    if isinstance(sparsity, dict) and sparsity.get("format", "dense") not in ("dense", None):
+        raise _fail(source, f"sparsity_config format {sparsity.get('format')!r} is not supported (sparse checkpoints)")
+    transform = qc.get("transform_config") or {}
+    if isinstance(transform, dict) and transform.get("config_groups"):
+        raise _fail(source, "transform_config is set; transformed (rotated) checkpoints are not supported")
     groups_raw = qc.get("config_groups")
     if not isinstance(groups_raw, dict) or not groups_raw:
         raise _fail(source, "config_groups is missing or empty")
