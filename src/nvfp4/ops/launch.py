@@ -91,7 +91,7 @@ def quantize_activation(x: torch.Tensor, gx: torch.Tensor, dequant_dtype: torch.
     operand ``[M, K]`` in ``dequant_dtype`` when that is given."""
     m, k = x.shape
     block_k = 64 if interpreting() else 256
-    block_r = 16 if interpreting() else 8
+    block_r = 16 if interpreting() else 32
     grid = (triton.cdiv(m, block_r), triton.cdiv(k, block_k))
     if dequant_dtype is not None:
         out = torch.empty((m, k), dtype=dequant_dtype, device=x.device)
