@@ -121,7 +121,8 @@ class TensorPlacer:
             layer.weight_loader(getattr(layer, pname), tensor)
         except (ValueError, TypeError) as exc:
             raise type(exc)(f"{origin}: tensor {key!r}: {exc}") from None
-        if pname == "weight_scale" and bool(torch.isnan(getattr(layer, pname).to(torch.float32)).any()):
+        # E4M3FN's only NaN codes are 0x7F and 0xFF: check the bits, without a float copy.
+        if pname == "weight_scale" and bool(((getattr(layer, pname).view(torch.uint8) & 0x7F) == 0x7F).any()):
             raise ValueError(f"{origin}: tensor {key!r}: block scales contain NaN (E4M3 0x7F)")
 
     def _place_plain(self, key: str, tensor: torch.Tensor, origin: str) -> None:
