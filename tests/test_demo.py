@@ -154,3 +154,14 @@ def test_demo_settings_per_device():
     cpu, gpu = DemoSettings.for_device("cpu"), DemoSettings.for_device("cuda")
     assert cpu.eval_tokens < gpu.eval_tokens and cpu.max_new_tokens <= gpu.max_new_tokens
     assert cpu.calib_samples == gpu.calib_samples  # same checkpoint in the cache either way
+
+
+@pytest.mark.gpu
+def test_quick_demo_on_cuda_uses_the_fast_backend(tmp_path):
+    src = make_float_model(tmp_path / "tiny")
+    result = run_demo(device="cuda", cache_dir=tmp_path / "c", settings=DemoSettings.quick(), model_dir=src,
+                      log=lambda *a: None)
+    bf16, w4a4, w4a16 = result.rows
+    assert result.device.startswith("cuda")
+    assert w4a4.backend == w4a16.backend == "triton"
+    assert all(1 < r.perplexity < float("inf") for r in result.rows)
