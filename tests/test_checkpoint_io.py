@@ -116,3 +116,22 @@ def test_atomic_directory_replaces_an_empty_dir(tmp_path):
     with pytest.raises(FileExistsError, match="not a directory"):
         with atomic_directory(tmp_path / "file"):
             pass
+
+
+def test_published_files_are_readable_by_others(tmp_path):
+    """safetensors and mkstemp create 0600 files; a saved checkpoint must follow the umask."""
+    import stat
+
+    import torch
+
+    from nvfp4.checkpoint.writer import write_safetensors
+
+    target = tmp_path / "ckpt"
+    with atomic_directory(target) as tmp:
+        write_safetensors(tmp, {"a": torch.zeros(4)}, None)
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in [target, *target.iterdir()]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        expected = (0o777 if path.is_dir() else 0o666) & ~mask
+        assert mode == expected, f"{path}: mode {oct(mode)}, expected {oct(expected)}"

