@@ -224,13 +224,16 @@ class NVFP4Linear(nn.Module):
         weight_only: bool = False,
         backend: str | None = None,
         dtype: torch.dtype | None = None,
+        weight_global_scale: torch.Tensor | float | None = None,
+        prefix: str = "",
     ) -> "NVFP4Linear":
         """Quantize a float ``nn.Linear`` (bit-exact with compressed-tensors).
 
         W4A4 needs the activation global scale ``Gx``: give it directly, or give
         ``calibration`` (a tensor or an iterable of tensors of this layer's inputs) and it is
         computed by static min-max as llm-compressor does. ``weight_only=True`` makes an
-        NVFP4A16 (W4A16) layer, which needs neither.
+        NVFP4A16 (W4A16) layer, which needs neither. ``weight_global_scale`` overrides ``Gw``
+        (llm-compressor shares one between q/k/v and between gate/up); ``prefix`` names the layer.
         """
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"from_linear expects a torch.nn.Linear, got {type(linear).__name__}")
@@ -253,9 +256,9 @@ class NVFP4Linear(nn.Module):
             )
         layer = cls(
             weight.shape[1], weight.shape[0], bias=linear.bias is not None, dtype=dtype, device=weight.device,
-            scheme="w4a16" if weight_only else "w4a4", backend=backend,
+            scheme="w4a16" if weight_only else "w4a4", backend=backend, prefix=prefix,
         )
-        packed, scale, gw = quantize_weight(weight)
+        packed, scale, gw = quantize_weight(weight, weight_global_scale)
         layer.weight_loader(layer.weight_packed, packed)
         layer.weight_loader(layer.weight_scale, scale)
         layer.weight_loader(layer.weight_global_scale, gw)

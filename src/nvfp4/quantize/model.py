@@ -23,7 +23,7 @@ from ..checkpoint.config import SCHEMES, build_quantization_config, parse_quanti
 from ..integrations.hf import build_report
 from ..integrations.swap import fused_sibling_groups, set_submodule, targeted_linears
 from ..layers import NVFP4Linear
-from ..numerics import GROUP_SIZE, quantize_weight, weight_global_scale
+from ..numerics import GROUP_SIZE, weight_global_scale
 from .calibration import collect_input_amax, input_global_scales, prepare_calibration
 
 
@@ -59,24 +59,13 @@ def _refuse_shared_weights(model: nn.Module, linears: dict[str, nn.Linear]) -> N
 
 def _quantized_layer(name: str, linear: nn.Linear, gw: torch.Tensor, gx: torch.Tensor | None, weight_only: bool,
                      backend: str | None) -> NVFP4Linear:
-    weight = linear.weight.detach()
-    layer = NVFP4Linear(
-        linear.in_features, linear.out_features, bias=linear.bias is not None, dtype=weight.dtype,
-        device=weight.device, scheme="w4a16" if weight_only else "w4a4", backend=backend, prefix=name,
-    )
     try:
-        packed, scale, gw = quantize_weight(weight, gw)
+        return NVFP4Linear.from_linear(
+            linear, input_global_scale=gx, weight_only=weight_only, backend=backend, weight_global_scale=gw,
+            prefix=name,
+        )
     except (ValueError, TypeError) as exc:
         raise type(exc)(f"{name}: {exc}") from None
-    layer.weight_loader(layer.weight_packed, packed)
-    layer.weight_loader(layer.weight_scale, scale)
-    layer.weight_loader(layer.weight_global_scale, gw)
-    if gx is not None:
-        layer.weight_loader(layer.input_global_scale, gx)
-    if linear.bias is not None:
-        layer.weight_loader(layer.bias, linear.bias.detach())
-    layer.process_weights_after_loading()
-    return layer
 
 
 def quantize_model(
