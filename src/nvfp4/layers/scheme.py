@@ -187,7 +187,12 @@ class _NVFP4Scheme:
         self._backend_for(layer, device)
 
     def _backend_for(self, layer, device: torch.device):
-        cache = layer.__dict__.setdefault("nvfp4_backends", {})
+        # Plain attribute access (not __dict__.setdefault): torch.compile (dynamo, torch 2.11)
+        # cannot trace a module's __dict__ methods and would break the graph here.
+        cache = getattr(layer, "nvfp4_backends", None)
+        if cache is None:
+            cache = {}
+            layer.nvfp4_backends = cache
         key = (device.type, device.index)
         backend = cache.get(key)
         if backend is None:
