@@ -103,8 +103,9 @@ def bench_config(args):
     from nvfp4.parallel.selfcheck import llama_config
 
     config = llama_config(args.shape, args.layers)
-    longest = max(max(args.prefill), args.decode_prompt + args.new_tokens + 1, 64)
-    config.max_position_embeddings = max(config.max_position_embeddings, longest)
+    # Fixed unless a run needs more, so that runs with other prompt lengths can share a --workdir.
+    longest = max(max(args.prefill), args.decode_prompt + args.new_tokens + 1)
+    config.max_position_embeddings = max(8192, longest)
     config.tie_word_embeddings = False
     return config
 
