@@ -120,7 +120,8 @@ def write_checkpoints(target: Path, config, device, seed: int) -> None:
 
     torch.manual_seed(seed)
     with torch.device(device):  # random init on the GPU: seconds instead of minutes at 8b widths
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16).eval()
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model = model.to(device).eval()  # in case the factory ignored the device context
     with atomic_directory(target) as tmp:
         (tmp / "float").mkdir()
         state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
@@ -349,7 +350,10 @@ def environment(tp) -> dict:
     except ImportError:
         triton_version = "not installed"
     cuda = tp.device.type == "cuda"
-    nccl = ".".join(str(v) for v in torch.cuda.nccl.version()) if cuda else "n/a"
+    nccl = "n/a"
+    if cuda:
+        version = torch.cuda.nccl.version()  # a tuple in recent torch, an int in old ones
+        nccl = ".".join(map(str, version)) if isinstance(version, tuple) else str(version)
     return dict(
         gpu=torch.cuda.get_device_name(tp.device) if cuda else f"CPU ({platform.processor() or platform.machine()})",
         gpu_count=tp.size if cuda else 0, torch=torch.__version__, triton=triton_version, nccl=nccl,
