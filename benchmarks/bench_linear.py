@@ -173,6 +173,10 @@ def run(args) -> None:
         torch.cuda.empty_cache()
         flush()
 
+    from nvfp4.ops import launch
+
+    for key, choice in sorted(launch._SMALL_PATH_CHOICE.items(), key=str):
+        print(f"small-M path chosen for (M, N, K, ...) = {key[:3]}: {choice}", flush=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.out)), suffix=".csv")
     with os.fdopen(fd, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=FIELDS)

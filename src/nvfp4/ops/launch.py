@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import logging
 import os
 
 import torch
@@ -35,6 +36,8 @@ from ..kernels.gemm import A_DENSE, A_PACKED, A_QUANTIZE, nvfp4_gemm_kernel, nvf
 from ..kernels.gemv import gemv_kernel, gemv_kernel_interpreted
 from ..kernels.splitk_reduce import splitk_reduce_kernel
 from ..kernels.weight_dequant import weight_dequant_kernel
+
+logger = logging.getLogger("nvfp4")
 
 SMALL_M_MAX = 64
 SPLITK_M_MAX = 128  # the heuristic split-K tensor-core path serves M up to this
@@ -304,6 +307,10 @@ def _small_gemm(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, confi
             t_mma = triton.testing.do_bench(run_mma, warmup=5, rep=20, return_mode="median")
             choice = "gemv" if t_gemv < t_mma else "mma"
             _SMALL_PATH_CHOICE[key] = choice
+            logger.info(
+                "NVFP4 triton: M=%d N=%d K=%d uses the %s path (CUDA-core %.1f us, tensor-core %.1f us)",
+                m, n, k, choice, t_gemv * 1e3, t_mma * 1e3,
+            )
     if choice == "gemv":
         return gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, cfg)
     return gemm(a, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, op_dtype)
