@@ -1,0 +1,210 @@
+"""Decode GEMM v2 (small M): tensor cores over a *repacked* weight, no interleave, no join.
+
+Why a second small-M kernel: in ``gemm.py`` a packed byte holds elements ``2j`` and
+``2j+1`` of one 16-group, so after decoding the two nibbles must be interleaved back into a
+``[BLOCK_N, BLOCK_K]`` tile; on the H100 that tile then reaches the MMA register layout only
+through 16 ``convert_layout``s per K step (docs/performance.md), and the kernel is
+issue-bound at ~1x bf16.
+
+Weight layout (built once by ``ops.launch.repack_weight_for_decode``, 4.5 bits/element
+as before; K padded to a multiple of 32 with zero codes and zero scales): for each 32-wide
+K block ``b`` of a row, byte ``j`` (0..15) holds ``code[32b + j]`` in its low nibble and
+``code[32b + 16 + j]`` in its high nibble. So ``BLOCK_K/2`` contiguous bytes of a row are
+``BLOCK_K/32`` blocks of 16 bytes, whose low nibbles are the even 16-groups and whose high
+nibbles are the odd 16-groups: two ready ``[BLOCK_N, BLOCK_K/2]`` operands per K step
+(``W_lo``, ``W_hi``), each multiplied by its own activation columns ``X_lo``, ``X_hi``
+(a strided gather of the tiny activation): ``acc += W_lo @ X_lo^T + W_hi @ X_hi^T``.
+
+Exact decode by bit placement: for a code ``c`` the fp16 with bits
+``((c & 7) << 9) | ((c & 8) << 12)`` is exactly ``e2m1(c) * 2^-14`` (codes 0/1 land on
+zero/the smallest normal, 2..7 on normals; the sign bit moves to bit 15). Times the E4M3
+scale in fp16 the product is a multiple of 2^-24 with at most 6 significant bits, at most
+6 * 448 * 2^-14 = 0.164, hence exact in fp16 (tests/triton_decode_v2_cases.py checks all
+16 codes x all E4M3 scales). The factor 2^14 is put back exactly:
+
+* fp16 operands (W4A4's activation operand ``e2m1(q)*s`` is always exact in fp16; W4A16
+  with fp16 ``x``): in the fp32 epilogue, ``(acc * 2^14) * alpha`` (the first product is a
+  power-of-two scaling of an fp32 whose products are >= 2^-48: exact);
+* bf16 operands (W4A16 with bf16 ``x``): the fp16 weight value is converted to bf16 (exact,
+  6 significant bits) and multiplied by 2^14 in bf16 (exact), so tiny bf16 activations
+  cannot underflow in fp32 products.
+
+Swap-AB as in ``gemm.py``: ``acc[n, m]``, the dequantized weight is the left (register)
+MMA operand, M fills the narrow MMA dimension (``BLOCK_M`` >= 16). Split-K writes fp32
+partials (already multiplied by 2^14 where folded) reduced by ``splitk_reduce``;
+``SPLIT_K == 1`` fuses the epilogue (``acc * alpha`` -> cast -> ``+ bias``).
+
+``SCALE_GATHER`` picks how the E4M3 scale meets its 16 elements: False multiplies a
+``[BLOCK_N, BLOCK_K/32, 16]`` view by a ``[BLOCK_N, BLOCK_K/32]`` scale (broadcast, then a
+merge of the two minor dims), True loads the scale per element (addresses repeat, L1 hits),
+which keeps the whole weight expression element-wise from loads of the operand's shape;
+the benchmark measures both.
+"""
+
+import triton
+import triton.language as tl
+
+from .fp_bits import cast_output
+
+E2M1_TIMES_2M14 = tl.constexpr(16384.0)  # 2^14: what the bit-placement decode leaves out
+
+
+@triton.jit
+def fp16_e2m1_times_2m14(codes):
+    """int32 E2M1 codes (0..15) -> fp16 ``e2m1(code) * 2^-14``, exact, by bit placement."""
+    bits = ((codes & 7) << 9) | ((codes & 8) << 12)
+    return bits.to(tl.uint16).to(tl.float16, bitcast=True)
+
+
+@triton.jit
+def fp16_from_e4m3_byte(b):
+    """int32 E4M3FN bytes -> fp16, exactly (every E4M3 value is an fp16); 0x7F/0xFF -> NaN.
+
+    Placing the E4M3 exponent/mantissa bits in fp16's gives the value times 2^-8 for
+    normals and subnormals alike (fp16 has 8 more exponent bias); 256 puts it back.
+    """
+    bits = ((b & 0x7F) << 7) | ((b & 0x80) << 8)
+    value = bits.to(tl.uint16).to(tl.float16, bitcast=True) * 256.0
+    return tl.where((b & 0x7F) == 0x7F, float("nan"), value.to(tl.float32)).to(tl.float16)
+
+
+@triton.jit
+def _weight_half(bytes3, ws_ptrs_half, codes_shift: tl.constexpr, mask_s, EVEN: tl.constexpr,
+                 SCALE_GATHER: tl.constexpr, BLOCK_N: tl.constexpr, HALF: tl.constexpr):
+    """One nibble half of a repacked byte tile -> fp16 ``e2m1 * s * 2^-14`` ``[BLOCK_N, HALF]``."""
+    codes = (bytes3.to(tl.int32) >> codes_shift) & 0xF
+    w = fp16_e2m1_times_2m14(codes)
+    if EVEN:
+        s = tl.load(ws_ptrs_half)
+    else:
+        s = tl.load(ws_ptrs_half, mask=mask_s, other=0)
+    scale = fp16_from_e4m3_byte(s.to(tl.int32))
+    if SCALE_GATHER:
+        return w * scale  # same shape [BLOCK_N, HALF]: purely element-wise
+    return tl.reshape(w * scale[:, :, None], (BLOCK_N, HALF))
+
+
+@triton.jit
+def _decode_gemm_body(
+    x_ptr, w_ptr, ws_ptr, alpha_ptr, bias_ptr, out_ptr, partial_ptr,
+    M, N, K, stride_xm, stride_wn, stride_ws, TILES_PER_SPLIT,
+    HAS_BIAS: tl.constexpr, WRITE_PARTIAL: tl.constexpr, X_BF16: tl.constexpr, SCALE_GATHER: tl.constexpr,
+    INTERPRET: tl.constexpr, EVEN_K: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    pid_n = tl.program_id(0)
+    pid_m = tl.program_id(1)
+    pid_k = tl.program_id(2)
+    HALF: tl.constexpr = BLOCK_K // 2  # bytes per row per K step = elements per nibble half
+    SB: tl.constexpr = BLOCK_K // 32  # 32-wide blocks per K step
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    # Rows past N (M) are clamped to valid rows (never stored): unmasked, vectorizable loads.
+    rows_w = (offs_n % N).to(tl.int64)
+    rows_x = (offs_m % M).to(tl.int64)
+    k_first = pid_k * TILES_PER_SPLIT * BLOCK_K
+    c = tl.max_contiguous(tl.multiple_of(tl.arange(0, HALF), HALF), HALF)
+    # Activation column of nibble-half element c: block c // 16, position c % 16 (+16: high).
+    x_cols_lo = (c // 16) * 32 + (c % 16)
+    x_ptrs = x_ptr + rows_x[:, None] * stride_xm + (k_first + x_cols_lo)[None, :]
+    sb = tl.arange(0, SB)
+    j = tl.arange(0, 16)
+    if SCALE_GATHER:
+        w_ptrs = w_ptr + rows_w[:, None] * stride_wn + (k_first // 2 + c)[None, :]
+        ws_ptrs = ws_ptr + rows_w[:, None] * stride_ws + (k_first // 16 + 2 * (c // 16))[None, :]
+    else:
+        w_ptrs = w_ptr + rows_w[:, None, None] * stride_wn + (k_first // 2 + sb[:, None] * 16 + j[None, :])[None, :, :]
+        ws_ptrs = ws_ptr + rows_w[:, None] * stride_ws + (k_first // 16 + 2 * sb)[None, :]
+
+    acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+    for i in tl.range(0, TILES_PER_SPLIT):
+        k0 = k_first + i * BLOCK_K
+        if EVEN_K:
+            w_bytes = tl.load(w_ptrs)
+            x_lo = tl.load(x_ptrs)
+            x_hi = tl.load(x_ptrs + 16)
+            mask_s = None
+        else:
+            # K padded to 32 in the repacked weight (zeros); only tiles past it are masked.
+            if SCALE_GATHER:
+                w_bytes = tl.load(w_ptrs, mask=(k0 // 2 + c)[None, :] < stride_wn, other=0)
+                mask_s = (k0 // 16 + 2 * (c // 16))[None, :] < stride_ws
+            else:
+                w_bytes = tl.load(w_ptrs, mask=(k0 // 2 + sb[:, None] * 16 + j[None, :])[None, :, :] < stride_wn, other=0)
+                mask_s = (k0 // 16 + 2 * sb)[None, :] < stride_ws
+            x_lo = tl.load(x_ptrs, mask=(k0 + x_cols_lo)[None, :] < K, other=0.0)
+            x_hi = tl.load(x_ptrs + 16, mask=(k0 + 16 + x_cols_lo)[None, :] < K, other=0.0)
+        w_lo = _weight_half(w_bytes, ws_ptrs, 0, mask_s, EVEN_K, SCALE_GATHER, BLOCK_N, HALF)
+        w_hi = _weight_half(w_bytes, ws_ptrs + 1, 4, mask_s, EVEN_K, SCALE_GATHER, BLOCK_N, HALF)
+        if INTERPRET:
+            # The interpreter's half-precision dot is not exact; fp32 holds the same exact values.
+            w_lo = w_lo.to(tl.float32)
+            w_hi = w_hi.to(tl.float32)
+            if X_BF16:
+                w_lo = w_lo * E2M1_TIMES_2M14
+                w_hi = w_hi * E2M1_TIMES_2M14
+            acc += tl.dot(w_lo, tl.trans(x_lo.to(tl.float32)), input_precision="ieee")
+            acc += tl.dot(w_hi, tl.trans(x_hi.to(tl.float32)), input_precision="ieee")
+        else:
+            if X_BF16:
+                w_lo = w_lo.to(tl.bfloat16) * E2M1_TIMES_2M14
+                w_hi = w_hi.to(tl.bfloat16) * E2M1_TIMES_2M14
+                acc = tl.dot(w_lo.to(tl.bfloat16), tl.trans(x_lo), acc)
+                acc = tl.dot(w_hi.to(tl.bfloat16), tl.trans(x_hi), acc)
+            else:
+                acc = tl.dot(w_lo, tl.trans(x_lo.to(tl.float16)), acc)
+                acc = tl.dot(w_hi, tl.trans(x_hi.to(tl.float16)), acc)
+        w_ptrs += HALF
+        ws_ptrs += BLOCK_K // 16
+        x_ptrs += BLOCK_K
+
+    if not X_BF16:
+        acc = acc * E2M1_TIMES_2M14  # exact: a power of two on normal fp32 values
+    n_mask = offs_n < N
+    m_mask = offs_m < M
+    out_mask = n_mask[:, None] & m_mask[None, :]
+    m64 = offs_m.to(tl.int64)
+    n64 = offs_n.to(tl.int64)
+    if WRITE_PARTIAL:
+        base = partial_ptr + pid_k.to(tl.int64) * M * N
+        tl.store(base + m64[None, :] * N + n64[:, None], acc, mask=out_mask)
+    else:
+        alpha = tl.load(alpha_ptr + offs_n, mask=n_mask, other=0.0)
+        out_dtype: tl.constexpr = out_ptr.dtype.element_ty
+        y = cast_output(acc * alpha[:, None], out_dtype, INTERPRET)
+        if HAS_BIAS:
+            bias = tl.load(bias_ptr + offs_n, mask=n_mask, other=0.0)
+            y = cast_output(y.to(tl.float32) + bias[:, None].to(tl.float32), out_dtype, INTERPRET)
+        tl.store(out_ptr + m64[None, :] * N + n64[:, None], y, mask=out_mask)
+
+
+@triton.jit
+def decode_gemm_kernel(
+    x_ptr, w_ptr, ws_ptr, alpha_ptr, bias_ptr, out_ptr, partial_ptr,
+    M, N, K, stride_xm,
+    stride_wn,  # padded K / 2 (bytes per repacked row): passed alone so Triton sees its divisibility
+    stride_ws,  # padded K / 16
+    TILES_PER_SPLIT,
+    HAS_BIAS: tl.constexpr, WRITE_PARTIAL: tl.constexpr, X_BF16: tl.constexpr, SCALE_GATHER: tl.constexpr,
+    INTERPRET: tl.constexpr, EVEN_K: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    _decode_gemm_body(
+        x_ptr, w_ptr, ws_ptr, alpha_ptr, bias_ptr, out_ptr, partial_ptr, M, N, K, stride_xm, stride_wn, stride_ws,
+        TILES_PER_SPLIT, HAS_BIAS, WRITE_PARTIAL, X_BF16, SCALE_GATHER, INTERPRET, EVEN_K, BLOCK_N, BLOCK_M, BLOCK_K,
+    )
+
+
+@triton.jit
+def decode_gemm_kernel_interpreted(
+    x_ptr, w_ptr, ws_ptr, alpha_ptr, bias_ptr, out_ptr, partial_ptr,
+    M, N, K, stride_xm, stride_wn, stride_ws,
+    TILES_PER_SPLIT: tl.constexpr,  # the interpreter needs a Python int as loop bound
+    HAS_BIAS: tl.constexpr, WRITE_PARTIAL: tl.constexpr, X_BF16: tl.constexpr, SCALE_GATHER: tl.constexpr,
+    INTERPRET: tl.constexpr, EVEN_K: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    _decode_gemm_body(
+        x_ptr, w_ptr, ws_ptr, alpha_ptr, bias_ptr, out_ptr, partial_ptr, M, N, K, stride_xm, stride_wn, stride_ws,
+        TILES_PER_SPLIT, HAS_BIAS, WRITE_PARTIAL, X_BF16, SCALE_GATHER, INTERPRET, EVEN_K, BLOCK_N, BLOCK_M, BLOCK_K,
+    )
