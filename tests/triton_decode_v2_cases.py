@@ -150,3 +150,40 @@ def test_decode_v2_empty_and_bad_shapes():
     assert out.shape == (0, 64)
     with pytest.raises(ValueError, match="do not fit"):
         launch.linear_w4a16_decode_v2(torch.zeros(2, 32, dtype=torch.bfloat16), pd, sd, 32, alpha, None)
+
+
+@pytest.mark.parametrize("weight_only", [False, True])
+def test_backend_custom_op_uses_v2_when_selected(monkeypatch, weight_only):
+    """NVFP4Linear -> TritonBackend (forced onto the CPU interpreter) -> nvfp4::linear_decode_v2."""
+    from nvfp4 import NVFP4Linear
+    from nvfp4.backends.triton_backend import TritonBackend
+
+    monkeypatch.setenv("NVFP4_TRITON_SMALL_M", "v2")
+    lin = torch.nn.Linear(48, 40, bias=True).to(torch.bfloat16)
+    kwargs = dict(weight_only=True) if weight_only else dict(input_global_scale=torch.tensor([500.0]))
+    layer = NVFP4Linear.from_linear(lin, backend="reference", **kwargs)
+    layer(torch.zeros(1, 48, dtype=torch.bfloat16))  # builds the reference backend
+    backend = TritonBackend()
+    backend.prepare(layer)
+    assert layer.weight_packed_decode is not None and layer.weight_packed_decode.shape == (40, 32)
+    layer.__dict__["nvfp4_backends"] = {("cpu", None): backend}
+    x = torch.randn(2, 3, 48).to(torch.bfloat16)
+    before = launch.KERNEL_LAUNCHES["gemm_decode_v2"]
+    out = layer(x)
+    assert launch.KERNEL_LAUNCHES["gemm_decode_v2"] == before + 1
+    assert out.shape == (2, 3, 40)
+    x2 = x.reshape(-1, 48)
+    if weight_only:
+        a = x2.float()
+    else:
+        rp, rs = quantize_activation(x2, layer.input_global_scale)
+        a = activation_operand(rp, rs)
+    assert_close_to_exact(out.reshape(-1, 40), a, layer.weight_packed, layer.weight_scale, layer.alpha, layer.bias, "backend v2")
+    # M above the v2 range goes to the v1 kernels through the same op.
+    big = torch.randn(launch.DECODE_V2_M_MAX + 1, 48).to(torch.bfloat16)
+    before = launch.KERNEL_LAUNCHES["gemm_decode_v2"]
+    layer(big)
+    assert launch.KERNEL_LAUNCHES["gemm_decode_v2"] == before
+    monkeypatch.delenv("NVFP4_TRITON_SMALL_M")
+    backend.prepare(layer)
+    assert layer.weight_packed_decode is None

@@ -82,6 +82,18 @@ class TritonBackend(Backend):
         alpha = layer.alpha.detach()
         uniform = alpha.numel() > 0 and bool((alpha == alpha[0]).all())
         layer.nvfp4_alpha_scalar = float(alpha[0].item()) if uniform else None
+        # Opt-in decode GEMM v2 (NVFP4_TRITON_SMALL_M=v2, see ops/decode_v2.py): the weight is
+        # repacked once into its layout here, kept next to the checkpoint layout.
+        from ..ops import launch
+
+        if launch.decode_v2_enabled():
+            from ..ops import decode_v2  # noqa: F401  (registers torch.ops.nvfp4.linear_decode_v2)
+
+            layer.weight_packed_decode, layer.weight_scale_decode = launch.repack_weight_for_decode(
+                layer.weight_packed.detach(), layer.weight_scale.detach()
+            )
+        else:
+            layer.weight_packed_decode = layer.weight_scale_decode = None
 
     def _fp32(self, x: torch.Tensor) -> bool:
         if x.dtype != torch.float32:
@@ -99,6 +111,11 @@ class TritonBackend(Backend):
         if self._fp32(x):
             return self._reference.apply_w4a4(layer, x, bias)
         ops, _ = _ops()
+        if getattr(layer, "weight_packed_decode", None) is not None:
+            return ops.linear_decode_v2(
+                x, layer.weight_packed, layer.weight_scale, layer.weight_packed_decode, layer.weight_scale_decode,
+                layer.input_global_scale, layer.alpha, bias, getattr(layer, "nvfp4_alpha_scalar", None),
+            )
         return ops.linear_w4a4(
             x, layer.weight_packed, layer.weight_scale, layer.input_global_scale, layer.alpha, bias,
             getattr(layer, "nvfp4_alpha_scalar", None),
@@ -108,6 +125,11 @@ class TritonBackend(Backend):
         if self._fp32(x):
             return self._reference.apply_w4a16(layer, x, bias)
         ops, _ = _ops()
+        if getattr(layer, "weight_packed_decode", None) is not None:
+            return ops.linear_decode_v2(
+                x, layer.weight_packed, layer.weight_scale, layer.weight_packed_decode, layer.weight_scale_decode,
+                None, layer.alpha, bias, getattr(layer, "nvfp4_alpha_scalar", None),
+            )
         return ops.linear_w4a16(
             x, layer.weight_packed, layer.weight_scale, layer.alpha, bias, getattr(layer, "nvfp4_alpha_scalar", None)
         )

@@ -69,19 +69,18 @@ def fp16_from_e4m3_byte(b):
 
 
 @triton.jit
-def _weight_half(bytes3, ws_ptrs_half, codes_shift: tl.constexpr, mask_s, EVEN: tl.constexpr,
-                 SCALE_GATHER: tl.constexpr, BLOCK_N: tl.constexpr, HALF: tl.constexpr):
-    """One nibble half of a repacked byte tile -> fp16 ``e2m1 * s * 2^-14`` ``[BLOCK_N, HALF]``."""
-    codes = (bytes3.to(tl.int32) >> codes_shift) & 0xF
+def _weight_half(byte_tile, scale_bytes, CODES_SHIFT: tl.constexpr, SCALE_GATHER: tl.constexpr,
+                 BLOCK_N: tl.constexpr, HALF: tl.constexpr):
+    """One nibble half of a repacked byte tile + its E4M3 scale bytes -> fp16
+    ``e2m1 * s * 2^-14`` ``[BLOCK_N, HALF]``, exact."""
+    codes = (byte_tile.to(tl.int32) >> CODES_SHIFT) & 0xF
     w = fp16_e2m1_times_2m14(codes)
-    if EVEN:
-        s = tl.load(ws_ptrs_half)
-    else:
-        s = tl.load(ws_ptrs_half, mask=mask_s, other=0)
-    scale = fp16_from_e4m3_byte(s.to(tl.int32))
+    scale = fp16_from_e4m3_byte(scale_bytes.to(tl.int32))
     if SCALE_GATHER:
-        return w * scale  # same shape [BLOCK_N, HALF]: purely element-wise
-    return tl.reshape(w * scale[:, :, None], (BLOCK_N, HALF))
+        value = w * scale  # same shape [BLOCK_N, HALF]: purely element-wise
+    else:
+        value = tl.reshape(w * scale[:, :, None], (BLOCK_N, HALF))
+    return value  # one return: an early return under a constexpr if does not compile
 
 
 @triton.jit
@@ -121,21 +120,25 @@ def _decode_gemm_body(
         k0 = k_first + i * BLOCK_K
         if EVEN_K:
             w_bytes = tl.load(w_ptrs)
+            s_lo = tl.load(ws_ptrs)
+            s_hi = tl.load(ws_ptrs + 1)
             x_lo = tl.load(x_ptrs)
             x_hi = tl.load(x_ptrs + 16)
-            mask_s = None
         else:
-            # K padded to 32 in the repacked weight (zeros); only tiles past it are masked.
+            # K is padded to 32 in the repacked weight (zeros); only tiles past it are masked.
+            # stride_ws = Kp/16 is even, so the odd scale 2b+1 is in range iff 2b is.
             if SCALE_GATHER:
                 w_bytes = tl.load(w_ptrs, mask=(k0 // 2 + c)[None, :] < stride_wn, other=0)
                 mask_s = (k0 // 16 + 2 * (c // 16))[None, :] < stride_ws
             else:
                 w_bytes = tl.load(w_ptrs, mask=(k0 // 2 + sb[:, None] * 16 + j[None, :])[None, :, :] < stride_wn, other=0)
                 mask_s = (k0 // 16 + 2 * sb)[None, :] < stride_ws
+            s_lo = tl.load(ws_ptrs, mask=mask_s, other=0)
+            s_hi = tl.load(ws_ptrs + 1, mask=mask_s, other=0)
             x_lo = tl.load(x_ptrs, mask=(k0 + x_cols_lo)[None, :] < K, other=0.0)
             x_hi = tl.load(x_ptrs + 16, mask=(k0 + 16 + x_cols_lo)[None, :] < K, other=0.0)
-        w_lo = _weight_half(w_bytes, ws_ptrs, 0, mask_s, EVEN_K, SCALE_GATHER, BLOCK_N, HALF)
-        w_hi = _weight_half(w_bytes, ws_ptrs + 1, 4, mask_s, EVEN_K, SCALE_GATHER, BLOCK_N, HALF)
+        w_lo = _weight_half(w_bytes, s_lo, 0, SCALE_GATHER, BLOCK_N, HALF)
+        w_hi = _weight_half(w_bytes, s_hi, 4, SCALE_GATHER, BLOCK_N, HALF)
         if INTERPRET:
             # The interpreter's half-precision dot is not exact; fp32 holds the same exact values.
             w_lo = w_lo.to(tl.float32)
