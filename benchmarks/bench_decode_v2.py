@@ -28,13 +28,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_linear import SHAPES, _copies  # noqa: E402
 
 MS = [1, 4, 16, 64]
-# BLOCK_N, BLOCK_K, num_warps, num_stages, SCALE_GATHER
+# BLOCK_N, BLOCK_K, num_warps, num_stages, SCALE_GATHER, USE_ASM
 CANDIDATES = [
-    (64, 256, 4, 3, False),
-    (128, 256, 4, 3, False),
-    (64, 512, 4, 2, False),
-    (128, 128, 4, 4, False),
-    (64, 256, 4, 3, True),
+    (64, 256, 4, 3, False, True),
+    (64, 256, 4, 3, False, False),
+    (128, 256, 8, 3, False, True),
+    (64, 512, 4, 2, False, True),
+    (128, 128, 4, 4, False, True),
+    (64, 256, 4, 3, True, False),
 ]
 FIELDS = ["gpu", "shape", "n", "k", "m", "impl", "time_us", "weight_gbps", "speedup_vs_bf16", "config", "check"]
 
@@ -64,7 +65,7 @@ def main(argv=None):
     ap.add_argument("--shapes", default="all")
     ap.add_argument("--ms", default=",".join(map(str, MS)))
     ap.add_argument("--rep", type=int, default=20, help="do_bench rep (ms) per timing")
-    ap.add_argument("--budget-s", type=float, default=165.0, help="stop sweeping candidates after this many seconds")
+    ap.add_argument("--budget-s", type=float, default=120.0, help="stop sweeping candidates after this many seconds")
     ap.add_argument("--out", default=os.path.join(os.environ.get("OUT", "."), "decode_v2.csv"))
     args = ap.parse_args(argv)
     t_start = time.time()
@@ -77,9 +78,10 @@ def main(argv=None):
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
 
     def emit(shape, n, k, m, impl, us, base_us=None, config="", check=""):
-        row = dict(gpu=gpu, shape=shape, n=n, k=k, m=m, impl=impl, time_us=f"{us:.2f}",
-                   weight_gbps=f"{n * k * (2 if impl == 'bf16' else 0.5625) / us / 1e3:.0f}",
-                   speedup_vs_bf16=f"{base_us / us:.2f}" if base_us else "", config=config, check=check)
+        ok = us == us  # NaN: not timed
+        row = dict(gpu=gpu, shape=shape, n=n, k=k, m=m, impl=impl, time_us=f"{us:.2f}" if ok else "",
+                   weight_gbps=f"{n * k * (2 if impl == 'bf16' else 0.5625) / us / 1e3:.0f}" if ok else "",
+                   speedup_vs_bf16=f"{base_us / us:.2f}" if base_us and ok else "", config=config, check=check)
         rows.append(row)
         return row
 
@@ -112,14 +114,24 @@ def main(argv=None):
             ref16 = launch.linear_w4a16(x, wp, ws, alpha16, None).float()
             # Sweep v2's GEMM (fp16 operand of W4A4) over the candidates and two split-K values.
             best = None
-            for bn, bk, warps, stages, gather in CANDIDATES:
+            ref_gemm = launch.gemm(x_hat, None, launch.A_DENSE, wp, ws.view(torch.uint8), alpha, None, None,
+                                   torch.bfloat16, launch._op_dtype(torch.bfloat16, True)[0]).float()
+            for bn, bk, warps, stages, gather, use_asm in CANDIDATES:
                 if best is not None and time.time() - t_start > args.budget_s:
                     break
-                cfg = dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=stages, SCALE_GATHER=gather)
+                cfg = dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=stages, SCALE_GATHER=gather, USE_ASM=use_asm)
                 auto = launch.decode_v2_config(m, n, k, dev, cfg)["SPLIT_K"]
                 for split in sorted({auto, max(1, auto // 2)}):
                     c = dict(cfg, SPLIT_K=split)
                     try:
+                        # Only a configuration whose output matches v1's (same exact operands,
+                        # fp32 sums in another order) can be "best".
+                        got = launch.gemm_decode_v2(x_hat, pd, sd, k, alpha, None, torch.bfloat16, c).float()
+                        err = (got - ref_gemm).abs().max().item() / max(ref_gemm.abs().max().item(), 1e-30)
+                        if not err < 1e-2:
+                            print(f"  {shape} M={m} {c}: WRONG OUTPUT (max rel diff {err:.2e} vs v1); not timed", flush=True)
+                            emit(shape, n, k, m, "v2_gemm_only", float("nan"), None, config=str(c), check=f"WRONG rel {err:.1e}")
+                            continue
                         t = _time([lambda cc=cc: launch.gemm_decode_v2(x_hat, cc[0], cc[1], k, alpha, None, torch.bfloat16, c)
                                    for cc in v2_copies], torch, triton, args.rep)
                     except Exception as exc:  # e.g. out of shared memory: report and go on
@@ -153,7 +165,7 @@ def main(argv=None):
                 f"v2 w4a4 {t_v2_4:7.1f} us {t_bf16 / t_v2_4:4.2f}x w4a16 {t_v2_16:7.1f} us {t_bf16 / t_v2_16:4.2f}x | "
                 f"v2 gemm {best[0]:7.1f} us {n * k * 0.5625 / best[0] / 1e3:5.0f} GB/s "
                 f"BN{cfg['BLOCK_N']} BK{cfg['BLOCK_K']} w{cfg['num_warps']} s{cfg['num_stages']} "
-                f"SK{cfg['SPLIT_K']} G{int(cfg['SCALE_GATHER'])} | {check} | t={time.time() - t_start:.0f}s",
+                f"SK{cfg['SPLIT_K']} G{int(cfg['SCALE_GATHER'])} A{int(cfg['USE_ASM'])} | {check} | t={time.time() - t_start:.0f}s",
                 flush=True,
             )
             del x, x_hat
