@@ -42,7 +42,10 @@ CASES = [  # n, k, Ms (few, to bound compile time: each M bucket / bias / K pari
     (200, 48, (2,)),  # K % 32 == 16: a trailing 16-group
     (4096, 14336, (4,)),
 ]
-CONFIGS = [dict(SPLIT_K=1), dict(SCALE_GATHER=True), dict(BLOCK_N=128, BLOCK_K=128), dict(BLOCK_K=512, num_stages=2)]
+CONFIGS = [
+    dict(SPLIT_K=1), dict(SCALE_GATHER=True), dict(BLOCK_N=128, BLOCK_K=128), dict(BLOCK_K=512, num_stages=2),
+    dict(USE_ASM=True), dict(USE_ASM=True, SPLIT_K=1, BLOCK_N=128, num_warps=8),
+]
 
 
 def _check(launch, wp, ws, gw, pd, sd, n, k, m, dtype, cfg):
@@ -73,12 +76,18 @@ def test_decode_v2_matches_exact(n, k, ms, dtype):
         _check(launch, wp, ws, gw, pd, sd, n, k, m, dtype, None)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("cfg", CONFIGS, ids=str)
-def test_decode_v2_configs_match_exact(cfg):
+def test_decode_v2_configs_match_exact(cfg, dtype):
     launch = _launch()
     wp, ws, gw = _weights(4096, 4096, seed=2)
     pd, sd = launch.repack_weight_for_decode(wp, ws)
-    _check(launch, wp, ws, gw, pd, sd, 4096, 4096, 16, torch.bfloat16, cfg)
+    _check(launch, wp, ws, gw, pd, sd, 4096, 4096, 16, dtype, cfg)
+    if cfg.get("USE_ASM"):  # the packed-PTX decode also on a masked tail and a trailing 16-group
+        for n, k in ((1000, 432), (200, 48)):
+            wp2, ws2, gw2 = _weights(n, k, seed=4)
+            pd2, sd2 = launch.repack_weight_for_decode(wp2, ws2)
+            _check(launch, wp2, ws2, gw2, pd2, sd2, n, k, 3, dtype, cfg)
 
 
 def test_decode_v2_tiny_activations_bf16_w4a16():
