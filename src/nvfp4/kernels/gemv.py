@@ -71,6 +71,8 @@ def _gemv_body(
 
     n_mask = offs_n < N
     n64 = offs_n.to(tl.int64)
+    # A constexpr may be assigned once per function: not inside the unrolled loop below.
+    out_dtype: tl.constexpr = out_ptr.dtype.element_ty
     for r in tl.static_range(ROWS):
         if r == 0:
             y = tl.sum(acc0, axis=1)
@@ -85,7 +87,6 @@ def _gemv_body(
             tl.store(partial_ptr + (pid_k.to(tl.int64) * M + r) * N + n64, y, mask=mask)
         else:
             alpha = tl.load(alpha_ptr + offs_n, mask=n_mask, other=0.0)
-            out_dtype: tl.constexpr = out_ptr.dtype.element_ty
             o = cast_output(y * alpha, out_dtype, INTERPRET)
             if HAS_BIAS:
                 bias = tl.load(bias_ptr + offs_n, mask=n_mask, other=0.0)
