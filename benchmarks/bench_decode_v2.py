@@ -28,14 +28,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_linear import SHAPES, _copies  # noqa: E402
 
 MS = [1, 4, 16, 64]
-# BLOCK_N, BLOCK_K, num_warps, num_stages, SCALE_GATHER, USE_ASM
+# BLOCK_N, BLOCK_K, num_warps, num_stages, SCALE_GATHER, USE_ASM, PREFETCH_SCALES
+# (the first is what the sweep always times, also when --budget-s runs out)
 CANDIDATES = [
-    (64, 256, 4, 3, False, True),
-    (64, 256, 4, 3, False, False),
-    (128, 256, 8, 3, False, True),
-    (64, 512, 4, 2, False, True),
-    (128, 128, 4, 4, False, True),
-    (64, 256, 4, 3, True, False),
+    (64, 256, 4, 3, False, True, True),
+    (64, 256, 4, 3, False, True, False),
+    (64, 256, 4, 3, False, False, False),  # portable decode (what the CPU interpreter verifies)
+    (128, 256, 8, 3, False, True, True),
+    (64, 512, 4, 2, False, True, True),
+    (128, 128, 4, 4, False, True, True),
+    (64, 256, 4, 3, True, False, False),
 ]
 FIELDS = ["gpu", "shape", "n", "k", "m", "impl", "time_us", "weight_gbps", "speedup_vs_bf16", "config", "check"]
 
@@ -116,10 +118,11 @@ def main(argv=None):
             best = None
             ref_gemm = launch.gemm(x_hat, None, launch.A_DENSE, wp, ws.view(torch.uint8), alpha, None, None,
                                    torch.bfloat16, launch._op_dtype(torch.bfloat16, True)[0]).float()
-            for bn, bk, warps, stages, gather, use_asm in CANDIDATES:
+            for bn, bk, warps, stages, gather, use_asm, prefetch in CANDIDATES:
                 if best is not None and time.time() - t_start > args.budget_s:
                     break
-                cfg = dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=stages, SCALE_GATHER=gather, USE_ASM=use_asm)
+                cfg = dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=stages, SCALE_GATHER=gather,
+                           USE_ASM=use_asm, PREFETCH_SCALES=prefetch)
                 auto = launch.decode_v2_config(m, n, k, dev, cfg)["SPLIT_K"]
                 for split in sorted({auto, max(1, auto // 2)}):
                     c = dict(cfg, SPLIT_K=split)
@@ -165,7 +168,7 @@ def main(argv=None):
                 f"v2 w4a4 {t_v2_4:7.1f} us {t_bf16 / t_v2_4:4.2f}x w4a16 {t_v2_16:7.1f} us {t_bf16 / t_v2_16:4.2f}x | "
                 f"v2 gemm {best[0]:7.1f} us {n * k * 0.5625 / best[0] / 1e3:5.0f} GB/s "
                 f"BN{cfg['BLOCK_N']} BK{cfg['BLOCK_K']} w{cfg['num_warps']} s{cfg['num_stages']} "
-                f"SK{cfg['SPLIT_K']} G{int(cfg['SCALE_GATHER'])} A{int(cfg['USE_ASM'])} | {check} | t={time.time() - t_start:.0f}s",
+                f"SK{cfg['SPLIT_K']} G{int(cfg['SCALE_GATHER'])} A{int(cfg['USE_ASM'])} P{int(cfg['PREFETCH_SCALES'])} | {check} | t={time.time() - t_start:.0f}s",
                 flush=True,
             )
             del x, x_hat

@@ -114,13 +114,15 @@ CASES = [
     (16, 64, 32, dict(SCALE_GATHER=True)),
     (17, 80, 96, dict(BLOCK_K=64, SPLIT_K=1)),
     (5, 40, 16, dict(SCALE_GATHER=True, BLOCK_K=64)),
+    (2, 72, 160, dict(BLOCK_K=64, SPLIT_K=2, PREFETCH_SCALES=True)),  # 3 K tiles (padded 160): 2 + 1 masked
+    (16, 64, 48, dict(PREFETCH_SCALES=True)),
 ]
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("m,n,k,cfg", CASES)
 def test_decode_v2_matches_exact(dtype, m, n, k, cfg):
-    raw = m in (5, 16)
+    raw = m in (2, 5, 16)
     wp, ws, gw = _weights(n, k, seed=m * n + k, raw=raw)
     pd, sd = launch.repack_weight_for_decode(wp, ws)
     x = (torch.randn(m, k, generator=torch.Generator().manual_seed(m)) * 2).to(dtype)

@@ -45,6 +45,7 @@ CASES = [  # n, k, Ms (few, to bound compile time: each M bucket / bias / K pari
 CONFIGS = [
     dict(SPLIT_K=1), dict(SCALE_GATHER=True), dict(BLOCK_N=128, BLOCK_K=128), dict(BLOCK_K=512, num_stages=2),
     dict(USE_ASM=True), dict(USE_ASM=True, SPLIT_K=1, BLOCK_N=128, num_warps=8),
+    dict(USE_ASM=True, PREFETCH_SCALES=True), dict(PREFETCH_SCALES=True, BLOCK_K=512, num_stages=2),
 ]
 
 
@@ -83,7 +84,7 @@ def test_decode_v2_configs_match_exact(cfg, dtype):
     wp, ws, gw = _weights(4096, 4096, seed=2)
     pd, sd = launch.repack_weight_for_decode(wp, ws)
     _check(launch, wp, ws, gw, pd, sd, 4096, 4096, 16, dtype, cfg)
-    if cfg.get("USE_ASM"):  # the packed-PTX decode also on a masked tail and a trailing 16-group
+    if cfg.get("USE_ASM") or cfg.get("PREFETCH_SCALES"):  # also on a masked tail and a trailing 16-group
         for n, k in ((1000, 432), (200, 48)):
             wp2, ws2, gw2 = _weights(n, k, seed=4)
             pd2, sd2 = launch.repack_weight_for_decode(wp2, ws2)

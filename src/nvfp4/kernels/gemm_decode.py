@@ -41,6 +41,9 @@ shifts/masks place each nibble as above, one ``mul.rn.f16x2`` by the scale pair 
 exact operand values (~3 instructions per element instead of ~10 for the element-wise int32
 code Triton generates).
 
+``PREFETCH_SCALES`` loads the next K step's scale bytes one iteration ahead (they are too
+narrow for Triton's cp.async pipeline, which only stages the weight bytes and activation).
+
 ``SCALE_GATHER`` picks how the E4M3 scale meets its 16 elements: False multiplies a
 ``[BLOCK_N, BLOCK_K/32, 16]`` view by a ``[BLOCK_N, BLOCK_K/32]`` scale (broadcast, then a
 merge of the two minor dims), True loads the scale per element (addresses repeat, L1 hits),
@@ -124,7 +127,7 @@ def _decode_gemm_body(
     x_ptr, w_ptr, ws_ptr, alpha_ptr, bias_ptr, out_ptr, partial_ptr,
     M, N, K, stride_xm, stride_wn, stride_ws, TILES_PER_SPLIT,
     HAS_BIAS: tl.constexpr, WRITE_PARTIAL: tl.constexpr, X_BF16: tl.constexpr, SCALE_GATHER: tl.constexpr,
-    USE_ASM: tl.constexpr, INTERPRET: tl.constexpr, EVEN_K: tl.constexpr,
+    USE_ASM: tl.constexpr, PREFETCH_SCALES: tl.constexpr, INTERPRET: tl.constexpr, EVEN_K: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
@@ -152,12 +155,25 @@ def _decode_gemm_body(
         ws_ptrs = ws_ptr + rows_w[:, None] * stride_ws + (k_first // 16 + 2 * sb)[None, :]
 
     acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+    if PREFETCH_SCALES:
+        # The 1-byte scale loads are too narrow for the cp.async pipeline: load the next
+        # tile's scales one iteration ahead in registers instead (masked past the split).
+        s_mask = ((k_first // 16 + 2 * sb)[None, :] < stride_ws) & (TILES_PER_SPLIT > 0)
+        s_lo_next = tl.load(ws_ptrs, mask=s_mask, other=0)
+        s_hi_next = tl.load(ws_ptrs + 1, mask=s_mask, other=0)
     for i in tl.range(0, TILES_PER_SPLIT):
         k0 = k_first + i * BLOCK_K
+        if PREFETCH_SCALES:
+            s_lo = s_lo_next
+            s_hi = s_hi_next
+            s_mask = (((k0 + BLOCK_K) // 16 + 2 * sb)[None, :] < stride_ws) & (i + 1 < TILES_PER_SPLIT)
+            s_lo_next = tl.load(ws_ptrs + BLOCK_K // 16, mask=s_mask, other=0)
+            s_hi_next = tl.load(ws_ptrs + BLOCK_K // 16 + 1, mask=s_mask, other=0)
         if EVEN_K:
             w_bytes = tl.load(w_ptrs)
-            s_lo = tl.load(ws_ptrs)
-            s_hi = tl.load(ws_ptrs + 1)
+            if not PREFETCH_SCALES:
+                s_lo = tl.load(ws_ptrs)
+                s_hi = tl.load(ws_ptrs + 1)
             x_lo = tl.load(x_ptrs)
             x_hi = tl.load(x_ptrs + 16)
         else:
@@ -169,8 +185,9 @@ def _decode_gemm_body(
             else:
                 w_bytes = tl.load(w_ptrs, mask=(k0 // 2 + sb[:, None] * 16 + j[None, :])[None, :, :] < stride_wn, other=0)
                 mask_s = (k0 // 16 + 2 * sb)[None, :] < stride_ws
-            s_lo = tl.load(ws_ptrs, mask=mask_s, other=0)
-            s_hi = tl.load(ws_ptrs + 1, mask=mask_s, other=0)
+            if not PREFETCH_SCALES:
+                s_lo = tl.load(ws_ptrs, mask=mask_s, other=0)
+                s_hi = tl.load(ws_ptrs + 1, mask=mask_s, other=0)
             x_lo = tl.load(x_ptrs, mask=(k0 + x_cols_lo)[None, :] < K, other=0.0)
             x_hi = tl.load(x_ptrs + 16, mask=(k0 + 16 + x_cols_lo)[None, :] < K, other=0.0)
         if USE_ASM:
@@ -233,12 +250,12 @@ def decode_gemm_kernel(
     stride_ws,  # padded K / 16
     TILES_PER_SPLIT,
     HAS_BIAS: tl.constexpr, WRITE_PARTIAL: tl.constexpr, X_BF16: tl.constexpr, SCALE_GATHER: tl.constexpr,
-    USE_ASM: tl.constexpr, INTERPRET: tl.constexpr, EVEN_K: tl.constexpr,
+    USE_ASM: tl.constexpr, PREFETCH_SCALES: tl.constexpr, INTERPRET: tl.constexpr, EVEN_K: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     _decode_gemm_body(
         x_ptr, w_ptr, ws_ptr, alpha_ptr, bias_ptr, out_ptr, partial_ptr, M, N, K, stride_xm, stride_wn, stride_ws,
-        TILES_PER_SPLIT, HAS_BIAS, WRITE_PARTIAL, X_BF16, SCALE_GATHER, USE_ASM, INTERPRET, EVEN_K, BLOCK_N, BLOCK_M, BLOCK_K,
+        TILES_PER_SPLIT, HAS_BIAS, WRITE_PARTIAL, X_BF16, SCALE_GATHER, USE_ASM, PREFETCH_SCALES, INTERPRET, EVEN_K, BLOCK_N, BLOCK_M, BLOCK_K,
     )
 
 
@@ -248,10 +265,10 @@ def decode_gemm_kernel_interpreted(
     M, N, K, stride_xm, stride_wn, stride_ws,
     TILES_PER_SPLIT: tl.constexpr,  # the interpreter needs a Python int as loop bound
     HAS_BIAS: tl.constexpr, WRITE_PARTIAL: tl.constexpr, X_BF16: tl.constexpr, SCALE_GATHER: tl.constexpr,
-    USE_ASM: tl.constexpr, INTERPRET: tl.constexpr, EVEN_K: tl.constexpr,
+    USE_ASM: tl.constexpr, PREFETCH_SCALES: tl.constexpr, INTERPRET: tl.constexpr, EVEN_K: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     _decode_gemm_body(
         x_ptr, w_ptr, ws_ptr, alpha_ptr, bias_ptr, out_ptr, partial_ptr, M, N, K, stride_xm, stride_wn, stride_ws,
-        TILES_PER_SPLIT, HAS_BIAS, WRITE_PARTIAL, X_BF16, SCALE_GATHER, USE_ASM, INTERPRET, EVEN_K, BLOCK_N, BLOCK_M, BLOCK_K,
+        TILES_PER_SPLIT, HAS_BIAS, WRITE_PARTIAL, X_BF16, SCALE_GATHER, USE_ASM, PREFETCH_SCALES, INTERPRET, EVEN_K, BLOCK_N, BLOCK_M, BLOCK_K,
     )

@@ -444,13 +444,13 @@ def unpack_decode_layout(packed: torch.Tensor, k: int) -> torch.Tensor:
 def decode_v2_config(m: int, n: int, k: int, device: torch.device, override: dict | None = None) -> dict:
     """Tiles of the v2 decode GEMM; split-K sized for ~2 waves (a divisor of the K tiles)."""
     cfg = dict(BLOCK_M=min(_pow2_at_least(m, 16), 64), BLOCK_N=64, BLOCK_K=256, num_warps=4, num_stages=3,
-               SCALE_GATHER=False, USE_ASM=False)
+               SCALE_GATHER=False, USE_ASM=False, PREFETCH_SCALES=False)
     if override:
         cfg.update(override)
     if interpreting() or device.type != "cuda":
         cfg.update(num_stages=1, USE_ASM=False)  # inline PTX cannot be interpreted
-    if cfg["USE_ASM"] and cfg["SCALE_GATHER"]:
-        raise ValueError("decode v2: USE_ASM decodes the [BLOCK_N, BLOCK_K/32, 16] view; SCALE_GATHER must be off")
+    if cfg["SCALE_GATHER"] and (cfg["USE_ASM"] or cfg["PREFETCH_SCALES"]):
+        raise ValueError("decode v2: USE_ASM / PREFETCH_SCALES work on the [BLOCK_N, BLOCK_K/32, 16] view; SCALE_GATHER must be off")
     kp = triton.cdiv(k, 32) * 32
     k_tiles = triton.cdiv(kp, cfg["BLOCK_K"])
     if "SPLIT_K" not in (override or {}):
@@ -492,7 +492,8 @@ def gemm_decode_v2(x, w_packed_decode, w_scale_decode, k, alpha, bias, out_dtype
         x, w_packed_decode, w_scale_decode.view(torch.uint8), alpha, bias if has_bias else alpha, out, partial,
         m, n, k, x.stride(0), kp // 2, kp // 16, tiles_per_split,
         HAS_BIAS=has_bias, WRITE_PARTIAL=split > 1, X_BF16=x.dtype == torch.bfloat16,
-        SCALE_GATHER=bool(cfg["SCALE_GATHER"]), USE_ASM=bool(cfg["USE_ASM"]), INTERPRET=interpreting(), EVEN_K=cfg["EVEN_K"],
+        SCALE_GATHER=bool(cfg["SCALE_GATHER"]), USE_ASM=bool(cfg["USE_ASM"]),
+        PREFETCH_SCALES=bool(cfg["PREFETCH_SCALES"]), INTERPRET=interpreting(), EVEN_K=cfg["EVEN_K"],
         BLOCK_N=cfg["BLOCK_N"], BLOCK_M=cfg["BLOCK_M"], BLOCK_K=cfg["BLOCK_K"],
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
