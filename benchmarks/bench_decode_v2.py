@@ -67,7 +67,7 @@ def main(argv=None):
     ap.add_argument("--shapes", default="all")
     ap.add_argument("--ms", default=",".join(map(str, MS)))
     ap.add_argument("--rep", type=int, default=20, help="do_bench rep (ms) per timing")
-    ap.add_argument("--budget-s", type=float, default=120.0, help="stop sweeping candidates after this many seconds")
+    ap.add_argument("--budget-s", type=float, default=110.0, help="stop sweeping candidates after this many seconds")
     ap.add_argument("--out", default=os.path.join(os.environ.get("OUT", "."), "decode_v2.csv"))
     args = ap.parse_args(argv)
     t_start = time.time()
