@@ -108,7 +108,7 @@ def test_backend_uses_v2_when_selected(monkeypatch):
 
     monkeypatch.setenv("NVFP4_TRITON_SMALL_M", "v2")
     lin = torch.nn.Linear(4096, 1000, bias=True).to(torch.bfloat16).to(DEV)
-    layer = NVFP4Linear.from_linear(lin, input_global_scale=torch.tensor([500.0]))
+    layer = NVFP4Linear.from_linear(lin, input_global_scale=torch.tensor([500.0])).to(DEV)
     x = torch.randn(2, 5, 4096, device=DEV, dtype=torch.bfloat16)
     before = launch.KERNEL_LAUNCHES["gemm_decode_v2"]
     out = layer(x)
