@@ -1,7 +1,12 @@
-"""Runs ``tests/triton_interp_cases.py`` in a subprocess with ``TRITON_INTERPRET=1``.
+"""Runs the Triton kernel cases under the CPU interpreter (``TRITON_INTERPRET=1``), each case
+file in a subprocess.
 
 The interpreter must be selected before Triton kernels are defined, and this process may
 already have imported things; a subprocess keeps the rest of the suite unaffected.
+
+* ``triton_interp_cases.py``: activation quantization and every float GEMM path;
+* ``triton_decode_v2_cases.py``: the decode GEMM v2 (repacked weights);
+* ``triton_dp4a_cases.py``: the integer-dot W4A4 decode path and its primitives.
 """
 
 import os
@@ -12,13 +17,19 @@ import pytest
 
 pytest.importorskip("triton")
 
+CASE_FILES = ["triton_interp_cases.py", "triton_decode_v2_cases.py", "triton_dp4a_cases.py"]
+# Settings that change which kernel a case reaches: the cases set what they need themselves.
+CLEARED_ENV = ["NVFP4_BACKEND", "NVFP4_TRITON_SMALL_M", "NVFP4_TRITON_DP4A", "NVFP4_TRITON_GEMV"]
 
-def test_triton_kernels_under_interpreter():
+
+@pytest.mark.parametrize("case_file", CASE_FILES)
+def test_triton_kernels_under_interpreter(case_file):
     here = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, TRITON_INTERPRET="1")
-    env.pop("NVFP4_BACKEND", None)
+    for name in CLEARED_ENV:
+        env.pop(name, None)
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.join(here, "triton_interp_cases.py")],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.join(here, case_file)],
         cwd=os.path.dirname(here), env=env, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]

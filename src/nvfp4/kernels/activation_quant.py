@@ -1,35 +1,42 @@
 """Run-time activation quantization: bf16/fp16 ``x[M, K]`` -> NVFP4, as a kernel of its own.
 
-Two outputs, chosen at compile time:
+Three outputs, chosen at compile time by ``OUT_MODE``:
 
-* ``DEQUANT_OUT=False``: packed E2M1 codes ``uint8 [M, K/2]`` (even element in the low
-  nibble) and E4M3 block-scale bytes ``uint8 [M, K/16]``, bit-identical to
+* ``OUT_PACKED``: packed E2M1 codes ``uint8 [M, K/2]`` (even element in the low nibble) and
+  E4M3 block-scale bytes ``uint8 [M, K/16]``, bit-identical to
   ``nvfp4.numerics.quantize_activation`` (vLLM's ``ref_nvfp4_quant`` operation order);
-* ``DEQUANT_OUT=True``: the exact GEMM operand ``e2m1(q) * s`` (no global scale) in fp16 or
-  bf16 ``[M, K]``; the large-M GEMM reads it like a dense activation, which keeps the
-  tensor-core main loop free of activation decoding.
+* ``OUT_DEQUANT``: the exact GEMM operand ``e2m1(q) * s`` (no global scale) in fp16 or
+  bf16 ``[M, K]``; the GEMMs read it like a dense activation, which keeps their main loops
+  free of activation decoding;
+* ``OUT_INT8``: ``2 * e2m1(q)`` as int8 ``[M, K]`` (the integers -12..12) and the block
+  scales as fp32 values ``[M, K/16]``: the operands of the integer-dot decode path
+  (``kernels/gemv_dp4a.py``).
 
 Each program handles ``BLOCK_R`` rows by ``BLOCK_K`` columns (groups of 16 never straddle a
-block since ``K % 16 == 0`` and ``BLOCK_K % 16 == 0``).
+block since ``K % 16 == 0`` and ``BLOCK_K % 16 == 0``). The rounding is the magic-number
+E2M1 rounding of ``fp_bits.e2m1_round_magnitude`` (a handful of instructions per element).
 """
 
 import triton
 import triton.language as tl
 
-from .fp_bits import e2m1_decode_f32, e2m1_magnitude_code, e4m3_byte_from_value, quantize_groups, safe_reciprocal
+from .fp_bits import e2m1_code_from_magnitude, e2m1_round, e4m3_byte_from_value, quantize_groups, safe_reciprocal
+
+OUT_PACKED = 0
+OUT_DEQUANT = 1
+OUT_INT8 = 2
 
 
 @triton.jit
 def activation_quant_kernel(
     x_ptr,
     gx_ptr,
-    packed_ptr,
-    scale_ptr,
-    dequant_ptr,
+    values_ptr,  # OUT_PACKED: packed codes u8 [M, K/2]; OUT_DEQUANT: operand [M, K]; OUT_INT8: int8 [M, K]
+    scale_ptr,  # OUT_PACKED: E4M3 bytes u8 [M, K/16]; OUT_INT8: fp32 [M, K/16]; else unused
     M,
     K,
     stride_xm,
-    DEQUANT_OUT: tl.constexpr,
+    OUT_MODE: tl.constexpr,
     BLOCK_R: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
@@ -38,36 +45,40 @@ def activation_quant_kernel(
     rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
     rows64 = rows.to(tl.int64)
-    mask = (rows[:, None] < M) & (cols[None, :] < K)
+    row_ok = rows[:, None] < M
+    mask = row_ok & (cols[None, :] < K)
     x = tl.load(x_ptr + rows64[:, None] * stride_xm + cols[None, :], mask=mask, other=0.0).to(tl.float32)
 
     gx = tl.load(gx_ptr)
     inv_gx = safe_reciprocal(gx)
     G: tl.constexpr = BLOCK_K // 16
     scale, scaled = quantize_groups(tl.reshape(x, (BLOCK_R, G, 16)), gx, inv_gx)
-    magnitude = e2m1_magnitude_code(tl.abs(scaled))
-    if DEQUANT_OUT:
-        value = e2m1_decode_f32(magnitude)
-        value = tl.where(scaled < 0, -value, value) * scale[:, :, None]
-        value = tl.reshape(value, (BLOCK_R, BLOCK_K))
-        tl.store(
-            dequant_ptr + rows64[:, None] * K + cols[None, :],
-            value.to(dequant_ptr.dtype.element_ty),
-            mask=mask,
-        )
+    groups = pid_k * G + tl.arange(0, G)
+    group_mask = row_ok & (groups[None, :] < K // 16)
+    if OUT_MODE == 1:
+        value = tl.reshape(e2m1_round(scaled) * scale[:, :, None], (BLOCK_R, BLOCK_K))
+        tl.store(values_ptr + rows64[:, None] * K + cols[None, :], value.to(values_ptr.dtype.element_ty), mask=mask)
+    elif OUT_MODE == 2:
+        # 2 * e2m1 is an integer; NaN elements give 0 (their group's fp32 scale is NaN).
+        value = tl.reshape(tl.where(scaled == scaled, e2m1_round(scaled), 0.0), (BLOCK_R, BLOCK_K))
+        twice = (value * 2.0).to(tl.int8)
+        tl.store(values_ptr + rows64[:, None] * K + cols[None, :], twice, mask=mask)
+        tl.store(scale_ptr + rows64[:, None] * (K // 16) + groups[None, :], scale, mask=group_mask)
     else:
-        codes = magnitude | ((scaled < 0).to(tl.int32) << 3)
+        # NaN elements get code 0 (the reference's comparisons are all false for NaN); the
+        # sign bit is set for scaled < 0, so a small negative gives 0x8 as in the reference.
+        r = tl.abs(e2m1_round(tl.where(scaled == scaled, scaled, 0.0)))
+        codes = e2m1_code_from_magnitude(r) | ((scaled < 0).to(tl.int32) << 3)
         low, high = tl.split(tl.reshape(codes, (BLOCK_R, BLOCK_K // 2, 2)))
         packed = (low | (high << 4)).to(tl.uint8)
         half_cols = pid_k * (BLOCK_K // 2) + tl.arange(0, BLOCK_K // 2)
         tl.store(
-            packed_ptr + rows64[:, None] * (K // 2) + half_cols[None, :],
+            values_ptr + rows64[:, None] * (K // 2) + half_cols[None, :],
             packed,
-            mask=(rows[:, None] < M) & (half_cols[None, :] < K // 2),
+            mask=row_ok & (half_cols[None, :] < K // 2),
         )
-        groups = pid_k * G + tl.arange(0, G)
         tl.store(
             scale_ptr + rows64[:, None] * (K // 16) + groups[None, :],
             e4m3_byte_from_value(scale).to(tl.uint8),
-            mask=(rows[:, None] < M) & (groups[None, :] < K // 16),
+            mask=group_mask,
         )

@@ -17,6 +17,8 @@ import triton.language as tl
 # differently by the compiler and the interpreter).
 ONE_SIXTH_F32_BITS = tl.constexpr(0x3E2AAAAB)  # fp32(1/6): vLLM multiplies by it instead of dividing by 6
 F32_NAN_BITS = tl.constexpr(0x7FC00000)
+# (22 << 23) + (1 << 22): added to an exponent field of 127..129 it gives 1.5 * 2^(22..24).
+E2M1_MAGIC_OFFSET = tl.constexpr(0x0B400000)
 E4M3_NAN_BYTE = tl.constexpr(0x7F)
 
 
@@ -72,21 +74,42 @@ def e4m3_byte_to_f32(b):
 
 
 @triton.jit
-def e2m1_magnitude_code(a):
-    """E2M1 magnitude code (0..7) of ``a = |scaled|``: nearest value, ties to even, >6 -> 7.
+def e2m1_round(scaled):
+    """The nearest E2M1 value of ``clamp(scaled, -6, 6)`` (fp32), ties to even.
 
-    The thresholds are the midpoints of the E2M1 grid exactly as ``numerics.e2m1_encode``
-    writes them; NaN compares false everywhere and gives 0, like the reference.
+    The E2M1 grid has spacing 0.5 on [0, 2), 1 on [2, 4) and 2 on [4, 6]. Adding
+    ``C = 1.5 * 2^22`` (``2^23``, ``2^24``), whose fp32 binade has exactly that spacing for
+    every ``v`` of the range, makes the fp32 adder's round-half-even do the E2M1 rounding,
+    for either sign; subtracting ``C`` gives the rounded value back exactly. ``C`` comes from
+    v's exponent bits (3 integer instructions). The ties land where ``numerics.e2m1_encode``
+    puts them (0.25->0, 0.75->1, 1.25->1, 1.75->2, 2.5->2, 3.5->4, 5->4): "even" on each grid
+    is the E2M1 value with a zero mantissa bit, and C is an even multiple of every spacing.
+
+    A zero result is +0.0 (the reference's code 0x8 for a small negative decodes to -0.0: the
+    same value in any sum). NaN gives +-6 on the GPU (its min/max drop NaN) and NaN in the
+    interpreter: callers carry NaN in the group's block scale, or mask it. No product feeds
+    the additions, so no FMA contraction can change a rounding.
     """
-    return (
-        (a > 0.25).to(tl.int32)
-        + (a >= 0.75).to(tl.int32)
-        + (a > 1.25).to(tl.int32)
-        + (a >= 1.75).to(tl.int32)
-        + (a > 2.5).to(tl.int32)
-        + (a >= 3.5).to(tl.int32)
-        + (a > 5.0).to(tl.int32)
-    )
+    v = tl.minimum(tl.maximum(scaled, -6.0), 6.0)
+    exponent = v.to(tl.int32, bitcast=True) & 0x7F800000
+    c = f32_from_bits(tl.maximum(exponent, 0x3F800000) + E2M1_MAGIC_OFFSET)
+    return (v + c) - c
+
+
+@triton.jit
+def e2m1_code_from_magnitude(r):
+    """E2M1 magnitude code (int32 0..7) of an E2M1 magnitude ``r`` (fp32, not NaN).
+
+    ``2r`` is the integer 0, 1, 2, 3, 4, 6, 8 or 12: codes 0..4 are ``2r`` itself and codes
+    5, 6, 7 are ``4 + (2r >> 2)``.
+    """
+    twice = (r * 2.0).to(tl.int32)
+    return tl.where(twice <= 4, twice, 4 + (twice >> 2))
+
+
+@triton.jit
+def _nan_max(a, b):
+    return tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)
 
 
 @triton.jit
@@ -107,13 +130,12 @@ def quantize_groups(xg, gx, inv_gx):
     """Quantize fp32 groups ``xg[R, G, 16]`` as ``numerics.quantize_activation`` does.
 
     Returns ``(scale fp32 [R, G] (an E4M3 value or NaN), scaled fp32 [R, G, 16])`` where
-    ``scaled = x * (1 / (s * (1/Gx)))`` is what the E2M1 rounding is applied to.
+    ``scaled = x * (1 / (s * (1/Gx)))`` is what the E2M1 rounding is applied to. A NaN in a
+    group propagates through its amax (NaN-propagating max and min) into the block scale.
     """
-    amax = tl.max(tl.abs(xg), axis=2)
-    has_nan = tl.max((xg != xg).to(tl.int32), axis=2) > 0
+    amax = tl.reduce(tl.abs(xg), 2, _nan_max)
     one_sixth = f32_from_bits(tl.full(amax.shape, ONE_SIXTH_F32_BITS, tl.int32))
-    v = tl.minimum(gx * (amax * one_sixth), 448.0)
-    v = tl.where(has_nan, f32_from_bits(tl.full(amax.shape, F32_NAN_BITS, tl.int32)), v)
+    v = tl.minimum(gx * (amax * one_sixth), 448.0, propagate_nan=tl.PropagateNan.ALL)
     scale = round_to_e4m3(v)
     output_scale = safe_reciprocal(scale * inv_gx)
     scaled = xg * output_scale[:, :, None]
@@ -125,9 +147,7 @@ def fake_quantize_groups(xg, gx, inv_gx):
     """``e2m1(q) * s`` (fp32, exact) for fp32 groups ``xg[R, G, 16]``: the GEMM operand of
     the quantized activation, without its global scale."""
     scale, scaled = quantize_groups(xg, gx, inv_gx)
-    magnitude = e2m1_decode_f32(e2m1_magnitude_code(tl.abs(scaled)))
-    value = tl.where(scaled < 0, -magnitude, magnitude)
-    return value * scale[:, :, None]
+    return e2m1_round(scaled) * scale[:, :, None]
 
 
 @triton.jit

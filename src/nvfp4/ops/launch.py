@@ -4,8 +4,12 @@ Paths (``M`` = tokens after flattening leading dims). W4A4 first runs ``activati
 which writes the exact operand ``e2m1(q) * s`` (fp16, or x's dtype for cuBLAS); every GEMM
 below then reads a dense activation (W4A16 reads ``x`` itself):
 
-* ``M <= 4``: the CUDA-core path (``kernels/gemv.py``) or the tensor-core split-K path,
-  whichever this GPU runs faster for the shape (timed once, outside CUDA-graph capture);
+* ``M <= 4``, W4A4: the integer-dot decode kernel (``kernels/gemv_dp4a.py``, launched by
+  ``launch_dp4a.py``: activation quantization fused in, split-K reduced in the kernel);
+  ``NVFP4_TRITON_DP4A=off`` sends these M to the float paths below;
+* ``M <= 4``, W4A16 (and W4A4 with the integer path off): the CUDA-core path
+  (``kernels/gemv.py``) or the tensor-core split-K path, whichever this GPU runs faster for
+  the shape (timed once, outside CUDA-graph capture);
 * ``M <= SPLITK_M_MAX``: the tensor-core GEMM with split-K sized for ~2 waves of programs
   (fp32 partials, then ``splitk_reduce`` in a fixed order: deterministic);
 * ``M >= CUBLAS_MIN_M`` with one alpha for every row: cuBLAS over a transient exact
@@ -31,7 +35,7 @@ import os
 import torch
 import triton
 
-from ..kernels.activation_quant import activation_quant_kernel
+from ..kernels.activation_quant import OUT_DEQUANT, OUT_INT8, OUT_PACKED, activation_quant_kernel
 from ..kernels.gemm import A_DENSE, A_PACKED, A_QUANTIZE, nvfp4_gemm_kernel, nvfp4_gemm_kernel_interpreted
 from ..kernels.gemv import gemv_kernel, gemv_kernel_interpreted
 from ..kernels.splitk_reduce import splitk_reduce_kernel
@@ -48,6 +52,8 @@ _SMALL_PATH_CHOICE: dict = {}
 # exact fp16/bf16 copy of the weight: compute-bound there, and cuBLAS is faster.
 CUBLAS_MIN_M = int(os.environ.get("NVFP4_TRITON_CUBLAS_MIN_M", "256"))
 KERNEL_LAUNCHES: collections.Counter = collections.Counter()
+# Rows per activation-quantization program (x 256 columns); an env knob for the benchmark.
+ACT_QUANT_BLOCK_R = int(os.environ.get("NVFP4_TRITON_ACT_QUANT_ROWS", "16"))
 DECODE_ENV = "NVFP4_TRITON_DECODE"  # "asm" (default on GPUs) or "portable"
 
 
@@ -89,31 +95,41 @@ def _op_dtype(x_dtype: torch.dtype, quantized_activation: bool):
 # activation quantization
 
 
+def _activation_quant_launch(x, gx, values, scale, out_mode):
+    m, k = x.shape
+    if not m:
+        return
+    block_k = 64 if interpreting() else 256
+    block_r = 16 if interpreting() else ACT_QUANT_BLOCK_R
+    grid = (triton.cdiv(m, block_r), triton.cdiv(k, block_k))
+    activation_quant_kernel[grid](
+        x, gx, values, scale, m, k, x.stride(0), OUT_MODE=out_mode, BLOCK_R=block_r, BLOCK_K=block_k, num_warps=4,
+    )
+    KERNEL_LAUNCHES["activation_quant"] += 1
+
+
 def quantize_activation(x: torch.Tensor, gx: torch.Tensor, dequant_dtype: torch.dtype | None = None):
     """``x[M, K]`` -> ``(packed u8 [M, K/2], scale e4m3 [M, K/16])``, or the exact dequantized
     operand ``[M, K]`` in ``dequant_dtype`` when that is given."""
     m, k = x.shape
-    block_k = 64 if interpreting() else 256
-    block_r = 16 if interpreting() else 32
-    grid = (triton.cdiv(m, block_r), triton.cdiv(k, block_k))
     if dequant_dtype is not None:
         out = torch.empty((m, k), dtype=dequant_dtype, device=x.device)
-        if m:
-            activation_quant_kernel[grid](
-                x, gx, out, out, out, m, k, x.stride(0), DEQUANT_OUT=True, BLOCK_R=block_r, BLOCK_K=block_k,
-                num_warps=4,
-            )
-            KERNEL_LAUNCHES["activation_quant"] += 1
+        _activation_quant_launch(x, gx, out, out, OUT_DEQUANT)
         return out
     packed = torch.empty((m, k // 2), dtype=torch.uint8, device=x.device)
     scale = torch.empty((m, k // 16), dtype=torch.float8_e4m3fn, device=x.device)
-    if m:
-        activation_quant_kernel[grid](
-            x, gx, packed, scale.view(torch.uint8), packed, m, k, x.stride(0),
-            DEQUANT_OUT=False, BLOCK_R=block_r, BLOCK_K=block_k, num_warps=4,
-        )
-        KERNEL_LAUNCHES["activation_quant"] += 1
+    _activation_quant_launch(x, gx, packed, scale.view(torch.uint8), OUT_PACKED)
     return packed, scale
+
+
+def quantize_activation_int8(x: torch.Tensor, gx: torch.Tensor):
+    """``x[M, K]`` -> ``(2 * e2m1(q) as int8 [M, K], block scales as fp32 [M, K/16])``: the
+    operands of the integer-dot decode path (exactly the reference's codes and scales)."""
+    m, k = x.shape
+    values = torch.empty((m, k), dtype=torch.int8, device=x.device)
+    scale = torch.empty((m, k // 16), dtype=torch.float32, device=x.device)
+    _activation_quant_launch(x, gx, values, scale, OUT_INT8)
+    return values, scale
 
 
 # ---------------------------------------------------------------------------------------
@@ -357,6 +373,13 @@ def linear_w4a4(x, w_packed, w_scale, gx, alpha, bias, alpha_scalar=None, config
     path for large M.
     """
     m = x.shape[0]
+    if m == 0:
+        return x.new_empty((0, w_packed.shape[0]))
+    if config is None:
+        from . import launch_dp4a  # imports this module: loaded lazily
+
+        if launch_dp4a.dp4a_applies(m, x.device):  # M <= 4: integer-dot decode, one launch
+            return launch_dp4a.linear_w4a4_dp4a(x, w_packed, w_scale, gx, alpha, bias)
     w_scale_u8 = w_scale.view(torch.uint8)
     if config is not None and config.get("A_MODE") == A_QUANTIZE:  # the fused variant, for comparisons
         tl_op, _ = _op_dtype(x.dtype, True)
@@ -375,6 +398,8 @@ def linear_w4a4(x, w_packed, w_scale, gx, alpha, bias, alpha_scalar=None, config
 def linear_w4a16(x, w_packed, w_scale, alpha, bias, alpha_scalar=None, config=None):
     """W4A16: ``x`` stays in bf16/fp16, the FP4 weight is dequantized in registers (or, for
     large M with a uniform alpha, into a transient copy for cuBLAS)."""
+    if x.shape[0] == 0:
+        return x.new_empty((0, w_packed.shape[0]))
     w_scale_u8 = w_scale.view(torch.uint8)
     if _cublas_path(x.shape[0], alpha_scalar, x.device):
         return _cublas_gemm(x, w_packed, w_scale_u8, alpha_scalar, bias)

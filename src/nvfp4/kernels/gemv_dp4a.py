@@ -1,0 +1,205 @@
+"""W4A4 decode (M <= 4) with integer dot products: one kernel per linear layer.
+
+The arithmetic is in ``int_dot.py``: per 16-element group an exact integer
+``I = sum (2 e2m1(qw)) (2 e2m1(qx))`` from ``prmt`` + ``dp4a``, then ``acc += I * (sw * sx)``
+in fp32 (exact terms; only the fp32 accumulation rounds, over K/16 terms instead of K).
+About 2 instructions per weight element at M = 1, against 6-12 for the float decode paths,
+so the weight stream, not instruction issue, sets the speed.
+
+One program owns ``BLOCK_N`` weight rows and one K slice (split-K). Per K tile it loads the
+``[BLOCK_N, BLOCK_K/16]`` groups as int64 (8 bytes = 16 codes, checkpoint layout as is) and
+their E4M3 scale bytes, and the activation tile:
+
+* ``FUSED_QUANT``: ``x`` (bf16/fp16) is quantized in registers exactly as the activation
+  kernel does (vLLM's ``ref_nvfp4_quant``; each program re-quantizes only its K slice);
+* otherwise: int8 ``2 * e2m1`` values and fp32 block scales written by
+  ``activation_quant`` (``OUT_INT8``).
+
+Split-K without a second launch (``SPLIT_K > 1``): every program stores its fp32 partial
+sums, then takes a ticket from a per-N-tile counter (``atomic_add``, acq_rel, gpu scope); the
+program that arrives last sums the ``SPLIT_K`` partials in split order (so the result does
+not depend on which program was last), applies the epilogue and resets the counter to 0
+for the next launch. Epilogue as everywhere: ``acc * alpha`` in fp32, cast, ``+ bias``.
+"""
+
+import triton
+import triton.language as tl
+
+from .fp_bits import cast_output, e2m1_round, quantize_groups, safe_reciprocal
+from .int_dot import e4m3_byte_to_f32_times_2m8, fp4_word_to_int8, group_int_dot, load_lut
+
+# Each term carries 2^-8 from the scale decode and 1/4 from the two factors of 2 in I.
+TERM_CORRECTION = tl.constexpr(64.0)
+
+
+@triton.jit
+def _activation_words(x_ptr, xs_ptr, gx, inv_gx, r, k0, M, K, stride_xm, FUSED_QUANT: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Row ``r``'s activation for the K tile at ``k0``: four int32 words per group (int8x4
+    ``2*e2m1`` values of elements 0-3, 4-7, 8-11, 12-15) as ``[G]`` tensors, and the fp32
+    block scales ``[G]``. Rows past M read as zero."""
+    G: tl.constexpr = BLOCK_K // 16
+    if FUSED_QUANT:
+        cols = k0 + tl.arange(0, BLOCK_K)
+        mask = (cols < K) & (r < M)
+        x = tl.load(x_ptr + r * stride_xm + cols, mask=mask, other=0.0).to(tl.float32)
+        scale, scaled = quantize_groups(tl.reshape(x, (1, G, 16)), gx, inv_gx)
+        sx = tl.reshape(scale, (G,))
+        # 2 * e2m1 in -12..12; NaN elements (whose group scale is NaN) are set to 0.
+        twice = tl.where(scaled == scaled, e2m1_round(scaled), 0.0) * 2.0
+        b = tl.reshape(twice.to(tl.int32) & 0xFF, (G, 4, 4))
+        words = tl.sum(b << (tl.arange(0, 4) * 8)[None, None, :], axis=2)  # disjoint bytes: sum = or
+    else:
+        g = k0 // 16 + tl.arange(0, G)
+        q = tl.arange(0, 4)
+        gmask = (g < K // 16) & (r < M)
+        word_ptr = x_ptr.to(tl.pointer_type(tl.int32)) + r * (stride_xm // 4)
+        words = tl.load(word_ptr + (g * 4)[:, None] + q[None, :], mask=gmask[:, None], other=0)
+        sx = tl.load(xs_ptr + r * (K // 16) + g, mask=gmask, other=0.0)
+    even, odd = tl.split(tl.reshape(words, (G, 2, 2)))  # words (0, 2) and (1, 3)
+    x0, x2 = tl.split(even)
+    x1, x3 = tl.split(odd)
+    return x0, x1, x2, x3, sx
+
+
+@triton.jit
+def _row_terms(p0, p1, p2, p3, n0, n1, n2, n3, sw, x0, x1, x2, x3, sx, USE_ASM: tl.constexpr):
+    """fp32 ``I * sw * sx * 2^-8`` per (row n, group) of one activation row: exact."""
+    i = group_int_dot(p0, p1, p2, p3, n0, n1, n2, n3, x0[None, :], x1[None, :], x2[None, :], x3[None, :], USE_ASM)
+    return i.to(tl.float32) * (sw * sx[None, :])
+
+
+@triton.jit
+def _epilogue_store(y, r, offs_n, n_mask, M, N, alpha_ptr, bias_ptr, out_ptr,
+                    HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr):
+    alpha = tl.load(alpha_ptr + offs_n, mask=n_mask, other=0.0)
+    out_dtype: tl.constexpr = out_ptr.dtype.element_ty
+    o = cast_output(y * alpha, out_dtype, INTERPRET)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_n, mask=n_mask, other=0.0)
+        o = cast_output(o.to(tl.float32) + bias.to(tl.float32), out_dtype, INTERPRET)
+    tl.store(out_ptr + r * N + offs_n.to(tl.int64), o, mask=n_mask & (r < M))
+
+
+@triton.jit
+def _gemv_dp4a_body(
+    x_ptr, xs_ptr, gx_ptr, w_ptr, ws_ptr, alpha_ptr, bias_ptr, out_ptr, partial_ptr, counter_ptr, lut_ptr,
+    M, N, K, stride_xm, stride_wn, stride_ws, TILES_PER_SPLIT, SPLIT_K,
+    ROWS: tl.constexpr, FUSED_QUANT: tl.constexpr, HAS_BIAS: tl.constexpr, USE_ASM: tl.constexpr,
+    INTERPRET: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    G: tl.constexpr = BLOCK_K // 16
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    # Rows past N are clamped to valid rows (never stored): unmasked, vectorizable loads.
+    rows_w = (offs_n % N).to(tl.int64)
+    g = tl.max_contiguous(tl.multiple_of(tl.arange(0, G), G), G)
+    k_first = pid_k * TILES_PER_SPLIT * BLOCK_K
+    # One int64 = the 8 bytes (16 codes) of a group; stride_wn = K/2 is a multiple of 8.
+    w_ptrs = w_ptr.to(tl.pointer_type(tl.int64)) + rows_w[:, None] * (stride_wn // 8) + (k_first // 16 + g)[None, :]
+    ws_ptrs = ws_ptr + rows_w[:, None] * stride_ws + (k_first // 16 + g)[None, :]
+    lut_low, lut_high = load_lut(lut_ptr)
+    gx = 1.0
+    inv_gx = 1.0
+    if FUSED_QUANT:
+        gx = tl.load(gx_ptr)
+        inv_gx = safe_reciprocal(gx)
+
+    acc0 = tl.zeros((BLOCK_N, G), dtype=tl.float32)
+    acc1 = tl.zeros((BLOCK_N, G), dtype=tl.float32)
+    acc2 = tl.zeros((BLOCK_N, G), dtype=tl.float32)
+    acc3 = tl.zeros((BLOCK_N, G), dtype=tl.float32)
+    for i in tl.range(0, TILES_PER_SPLIT):
+        k0 = k_first + i * BLOCK_K
+        if EVEN_K:
+            w = tl.load(w_ptrs)
+            sbytes = tl.load(ws_ptrs)
+        else:
+            gmask = (k0 // 16 + g)[None, :] < K // 16
+            w = tl.load(w_ptrs, mask=gmask, other=0)
+            sbytes = tl.load(ws_ptrs, mask=gmask, other=0)
+        sw = e4m3_byte_to_f32_times_2m8(sbytes.to(tl.int32))
+        p0, p1, n0, n1 = fp4_word_to_int8((w & 0xFFFFFFFF).to(tl.int32), lut_low, lut_high, USE_ASM)
+        p2, p3, n2, n3 = fp4_word_to_int8((w >> 32).to(tl.int32), lut_low, lut_high, USE_ASM)
+        x0, x1, x2, x3, sx = _activation_words(x_ptr, xs_ptr, gx, inv_gx, 0, k0, M, K, stride_xm, FUSED_QUANT, BLOCK_K)
+        acc0 += _row_terms(p0, p1, p2, p3, n0, n1, n2, n3, sw, x0, x1, x2, x3, sx, USE_ASM)
+        if ROWS > 1:
+            x0, x1, x2, x3, sx = _activation_words(x_ptr, xs_ptr, gx, inv_gx, 1, k0, M, K, stride_xm, FUSED_QUANT, BLOCK_K)
+            acc1 += _row_terms(p0, p1, p2, p3, n0, n1, n2, n3, sw, x0, x1, x2, x3, sx, USE_ASM)
+        if ROWS > 2:
+            x0, x1, x2, x3, sx = _activation_words(x_ptr, xs_ptr, gx, inv_gx, 2, k0, M, K, stride_xm, FUSED_QUANT, BLOCK_K)
+            acc2 += _row_terms(p0, p1, p2, p3, n0, n1, n2, n3, sw, x0, x1, x2, x3, sx, USE_ASM)
+            x0, x1, x2, x3, sx = _activation_words(x_ptr, xs_ptr, gx, inv_gx, 3, k0, M, K, stride_xm, FUSED_QUANT, BLOCK_K)
+            acc3 += _row_terms(p0, p1, p2, p3, n0, n1, n2, n3, sw, x0, x1, x2, x3, sx, USE_ASM)
+        w_ptrs += G
+        ws_ptrs += G
+
+    n_mask = offs_n < N
+    n64 = offs_n.to(tl.int64)
+    if SPLIT_K == 1:
+        for r in tl.static_range(ROWS):
+            if r == 0:
+                y = tl.sum(acc0, axis=1)
+            elif r == 1:
+                y = tl.sum(acc1, axis=1)
+            elif r == 2:
+                y = tl.sum(acc2, axis=1)
+            else:
+                y = tl.sum(acc3, axis=1)
+            _epilogue_store(y * TERM_CORRECTION, r, offs_n, n_mask, M, N, alpha_ptr, bias_ptr, out_ptr, HAS_BIAS, INTERPRET)
+    else:
+        for r in tl.static_range(ROWS):
+            if r == 0:
+                y = tl.sum(acc0, axis=1)
+            elif r == 1:
+                y = tl.sum(acc1, axis=1)
+            elif r == 2:
+                y = tl.sum(acc2, axis=1)
+            else:
+                y = tl.sum(acc3, axis=1)
+            tl.store(partial_ptr + (pid_k.to(tl.int64) * ROWS + r) * N + n64, y, mask=n_mask)
+        # Every thread's partials are stored before this program takes its ticket (CTA
+        # barrier, then a gpu-scope release); the last program acquires all of them.
+        tl.debug_barrier()
+        ticket = tl.atomic_add(counter_ptr + pid_n, 1, sem="acq_rel", scope="gpu")
+        if ticket == SPLIT_K - 1:
+            for r in tl.static_range(ROWS):
+                y = tl.zeros((BLOCK_N,), dtype=tl.float32)
+                for s in range(0, SPLIT_K):  # fixed order: deterministic
+                    y += tl.load(partial_ptr + (s * ROWS + r) * N + n64, mask=n_mask, other=0.0, cache_modifier=".cg")
+                _epilogue_store(y * TERM_CORRECTION, r, offs_n, n_mask, M, N, alpha_ptr, bias_ptr, out_ptr, HAS_BIAS, INTERPRET)
+            tl.store(counter_ptr + pid_n, 0)  # ready for the next launch
+
+
+@triton.jit
+def gemv_dp4a_kernel(
+    x_ptr, xs_ptr, gx_ptr, w_ptr, ws_ptr, alpha_ptr, bias_ptr, out_ptr, partial_ptr, counter_ptr, lut_ptr,
+    M, N, K, stride_xm,
+    stride_wn,  # K/2: passed alone so Triton sees its divisibility
+    stride_ws,  # K/16
+    TILES_PER_SPLIT,
+    SPLIT_K,  # the grid's second dimension (1 is specialised by Triton: no reduction code)
+    ROWS: tl.constexpr, FUSED_QUANT: tl.constexpr, HAS_BIAS: tl.constexpr, USE_ASM: tl.constexpr,
+    INTERPRET: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    _gemv_dp4a_body(
+        x_ptr, xs_ptr, gx_ptr, w_ptr, ws_ptr, alpha_ptr, bias_ptr, out_ptr, partial_ptr, counter_ptr, lut_ptr,
+        M, N, K, stride_xm, stride_wn, stride_ws, TILES_PER_SPLIT, SPLIT_K,
+        ROWS, FUSED_QUANT, HAS_BIAS, USE_ASM, INTERPRET, EVEN_K, BLOCK_N, BLOCK_K,
+    )
+
+
+@triton.jit
+def gemv_dp4a_kernel_interpreted(
+    x_ptr, xs_ptr, gx_ptr, w_ptr, ws_ptr, alpha_ptr, bias_ptr, out_ptr, partial_ptr, counter_ptr, lut_ptr,
+    M, N, K, stride_xm, stride_wn, stride_ws,
+    TILES_PER_SPLIT: tl.constexpr,  # the interpreter needs Python ints as loop bounds
+    SPLIT_K: tl.constexpr,
+    ROWS: tl.constexpr, FUSED_QUANT: tl.constexpr, HAS_BIAS: tl.constexpr, USE_ASM: tl.constexpr,
+    INTERPRET: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    _gemv_dp4a_body(
+        x_ptr, xs_ptr, gx_ptr, w_ptr, ws_ptr, alpha_ptr, bias_ptr, out_ptr, partial_ptr, counter_ptr, lut_ptr,
+        M, N, K, stride_xm, stride_wn, stride_ws, TILES_PER_SPLIT, SPLIT_K,
+        ROWS, FUSED_QUANT, HAS_BIAS, USE_ASM, INTERPRET, EVEN_K, BLOCK_N, BLOCK_K,
+    )

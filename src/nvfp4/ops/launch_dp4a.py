@@ -1,0 +1,107 @@
+"""Launcher of the integer-dot W4A4 decode kernel (``kernels/gemv_dp4a.py``), M <= 4.
+
+``NVFP4_TRITON_DP4A`` picks the variant: ``fused`` (the default: the activation is quantized
+inside the GEMV, one launch per linear), ``unfused`` (the activation kernel writes int8
+values + fp32 scales first) or ``off`` (W4A4 decode runs on the float paths of
+``launch.py``). The split-K partial sums are reduced inside the kernel by the last program
+of each N tile, which needs a zeroed int32 counter per N tile; those counters reset
+themselves, so one buffer per (device, stream) serves every launch, CUDA graphs included.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+
+from ..kernels.gemv_dp4a import gemv_dp4a_kernel, gemv_dp4a_kernel_interpreted
+from ..kernels.int_dot import LUT_HIGH, LUT_LOW
+from . import launch
+
+DP4A_ENV = "NVFP4_TRITON_DP4A"
+DP4A_M_MAX = 4
+_COUNTERS: dict = {}
+_LUTS: dict = {}
+
+
+def dp4a_mode() -> str:
+    mode = os.environ.get(DP4A_ENV, "fused").strip().lower()
+    if mode not in ("fused", "unfused", "off"):
+        raise ValueError(f"{DP4A_ENV}={mode!r}: expected 'fused', 'unfused' or 'off'")
+    return mode
+
+
+def dp4a_applies(m: int, device: torch.device) -> bool:
+    return 0 < m <= DP4A_M_MAX and (device.type == "cuda" or launch.interpreting()) and dp4a_mode() != "off"
+
+
+def dp4a_config(m: int, n: int, k: int, device: torch.device, override: dict | None = None) -> dict:
+    """Tiles and split-K: about ``WAVES`` programs per SM, every split a whole number of tiles."""
+    cfg = dict(BLOCK_N=64, BLOCK_K=256, num_warps=4, WAVES=4, FUSED_QUANT=dp4a_mode() != "unfused")
+    if override:
+        cfg.update(override)
+    if launch.interpreting():
+        cfg.update(BLOCK_N=min(cfg["BLOCK_N"], 32), BLOCK_K=64)
+    k_tiles = triton.cdiv(k, cfg["BLOCK_K"])
+    n_tiles = triton.cdiv(n, cfg["BLOCK_N"])
+    split = cfg.get("SPLIT_K") or triton.cdiv(cfg["WAVES"] * launch.num_sms(device), n_tiles)
+    split = max(1, min(split, k_tiles))
+    tiles_per_split = triton.cdiv(k_tiles, split)
+    cfg["SPLIT_K"] = triton.cdiv(k_tiles, tiles_per_split)  # no empty split
+    cfg["TILES_PER_SPLIT"] = tiles_per_split
+    cfg["EVEN_K"] = k % cfg["BLOCK_K"] == 0 and k_tiles % tiles_per_split == 0
+    cfg["ROWS"] = 1 if m == 1 else (2 if m == 2 else 4)
+    return cfg
+
+
+def lut(device: torch.device) -> torch.Tensor:
+    """The FP4 -> int8 byte tables of ``kernels/int_dot.py`` as a device tensor (loaded by the
+    kernel so that they stay in registers)."""
+    key = str(device)
+    t = _LUTS.get(key)
+    if t is None:
+        t = torch.tensor([LUT_LOW.value, LUT_HIGH.value], dtype=torch.int32, device=device)
+        _LUTS[key] = t
+    return t
+
+
+def _counters(device: torch.device, n_tiles: int) -> torch.Tensor:
+    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
+    key = (str(device), stream)
+    buf = _COUNTERS.get(key)
+    if buf is None or buf.numel() < n_tiles:
+        buf = torch.zeros(max(1024, triton.next_power_of_2(n_tiles)), dtype=torch.int32, device=device)
+        _COUNTERS[key] = buf
+    return buf
+
+
+def linear_w4a4_dp4a(x, w_packed, w_scale, gx, alpha, bias, config: dict | None = None) -> torch.Tensor:
+    """Exact W4A4 linear for ``x[M, K]`` with M <= 4 on the integer-dot decode kernel."""
+    m, k = x.shape
+    n = w_packed.shape[0]
+    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    if m == 0:
+        return out
+    if m > DP4A_M_MAX:
+        raise ValueError(f"linear_w4a4_dp4a: M = {m} > {DP4A_M_MAX}; use launch.linear_w4a4")
+    cfg = dp4a_config(m, n, k, x.device, config)
+    if cfg["FUSED_QUANT"]:
+        xq, xs = x, alpha  # xs unused
+    else:
+        xq, xs = launch.quantize_activation_int8(x, gx)
+    split = cfg["SPLIT_K"]
+    n_tiles = triton.cdiv(n, cfg["BLOCK_N"])
+    partial = torch.empty((split, cfg["ROWS"], n), dtype=torch.float32, device=x.device) if split > 1 else out
+    counters = _counters(x.device, n_tiles) if split > 1 else alpha
+    has_bias = bias is not None
+    kernel = gemv_dp4a_kernel_interpreted if launch.interpreting() else gemv_dp4a_kernel
+    kernel[(n_tiles, split)](
+        xq, xs, gx, w_packed, w_scale.view(torch.uint8), alpha, bias if has_bias else alpha, out, partial, counters, lut(x.device),
+        m, n, k, xq.stride(0), k // 2, k // 16, cfg["TILES_PER_SPLIT"], split,
+        ROWS=cfg["ROWS"], FUSED_QUANT=bool(cfg["FUSED_QUANT"]), HAS_BIAS=has_bias,
+        USE_ASM=x.device.type == "cuda" and not launch.interpreting(), INTERPRET=launch.interpreting(),
+        EVEN_K=cfg["EVEN_K"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"], num_warps=cfg["num_warps"],
+    )
+    launch.KERNEL_LAUNCHES["gemv_dp4a"] += 1
+    return out

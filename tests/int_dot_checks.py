@@ -1,0 +1,123 @@
+"""Checks of the integer decode primitives (``nvfp4.kernels.int_dot``) shared by the CPU
+interpreter cases (``USE_ASM=False``: the emulations) and the GPU tests (``USE_ASM=True``:
+the real ``prmt`` / ``dp4a`` instructions). The expected values come from plain-Python models
+written from the PTX ISA's definitions, independently of the kernels."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+import triton
+import triton.language as tl
+
+from nvfp4.kernels.int_dot import LUT_HIGH, LUT_LOW, dp4a, e4m3_byte_to_f32_times_2m8, fp4_word_to_int8, prmt
+from nvfp4.numerics.formats import E2M1_VALUES
+
+
+def prmt_model(a: int, b: int, c: int) -> int:
+    """PTX ``prmt.b32`` default mode: byte i of d is the source byte {b, a}[c.nibble_i & 7],
+    or its sign replicated when bit 3 of the nibble is set."""
+    src = [(a >> (8 * i)) & 0xFF for i in range(4)] + [(b >> (8 * i)) & 0xFF for i in range(4)]
+    d = 0
+    for i in range(4):
+        sel = (c >> (4 * i)) & 0xF
+        byte = src[sel & 7]
+        if sel & 8:
+            byte = 0xFF if byte & 0x80 else 0x00
+        d |= byte << (8 * i)
+    return d
+
+
+def dp4a_model(a: int, b: int, c: int) -> int:
+    """PTX ``dp4a.s32.s32``: c + the dot product of the four signed bytes of a and b."""
+    def sbytes(v):
+        return [((v >> (8 * i)) & 0xFF) - (256 if (v >> (8 * i)) & 0x80 else 0) for i in range(4)]
+
+    total = c + sum(x * y for x, y in zip(sbytes(a), sbytes(b)))
+    return (total + 2**31) % 2**32 - 2**31
+
+
+def to_i32(values) -> torch.Tensor:
+    return torch.tensor([(v + 2**31) % 2**32 - 2**31 for v in values], dtype=torch.int32)
+
+
+def u32(v: int) -> int:
+    return v & 0xFFFFFFFF
+
+
+@triton.jit
+def _primitives_kernel(a_ptr, b_ptr, c_ptr, prmt_ptr, dp4a_ptr, USE_ASM: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    a = tl.load(a_ptr + offs)
+    b = tl.load(b_ptr + offs)
+    c = tl.load(c_ptr + offs)
+    tl.store(prmt_ptr + offs, prmt(a, b, c, USE_ASM))
+    tl.store(dp4a_ptr + offs, dp4a(a, b, c, USE_ASM))
+
+
+@triton.jit
+def _decode_kernel(w_ptr, lut_ptr, out_ptr, USE_ASM: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    w = tl.load(w_ptr + offs)
+    p_lo, p_hi, n_lo, n_hi = fp4_word_to_int8(w, tl.load(lut_ptr), tl.load(lut_ptr + 1), USE_ASM)
+    tl.store(out_ptr + offs * 4, p_lo)
+    tl.store(out_ptr + offs * 4 + 1, p_hi)
+    tl.store(out_ptr + offs * 4 + 2, n_lo)
+    tl.store(out_ptr + offs * 4 + 3, n_hi)
+
+
+@triton.jit
+def _scale_kernel(b_ptr, out_ptr, BLOCK: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    tl.store(out_ptr + offs, e4m3_byte_to_f32_times_2m8(tl.load(b_ptr + offs)))
+
+
+def check_primitives(device, use_asm: bool, count: int = 512, seed: int = 0):
+    """prmt and dp4a on random words and on selectors exercising the sign mode."""
+    rng = random.Random(seed)
+    a = [rng.getrandbits(32) for _ in range(count)]
+    b = [rng.getrandbits(32) for _ in range(count)]
+    c = [rng.getrandbits(32) for _ in range(count)]
+    c[:16] = [0x3210, 0x7654, 0xBA98, 0xFEDC] * 4  # identity, upper bytes, both sign modes
+    a[:8] = [0x80FF7F01] * 8
+    ta, tb, tc = to_i32(a).to(device), to_i32(b).to(device), to_i32(c).to(device)
+    got_prmt = torch.empty_like(ta)
+    got_dp4a = torch.empty_like(ta)
+    _primitives_kernel[(1,)](ta, tb, tc, got_prmt, got_dp4a, USE_ASM=use_asm, BLOCK=count)
+    want_prmt = to_i32([prmt_model(x, y, z) for x, y, z in zip(a, b, c)])
+    want_dp4a = to_i32([dp4a_model(x, y, (z + 2**31) % 2**32 - 2**31) for x, y, z in zip(a, b, c)])
+    assert torch.equal(got_prmt.cpu(), want_prmt)
+    assert torch.equal(got_dp4a.cpu(), want_dp4a)
+
+
+def check_fp4_words_all_codes(device, use_asm: bool):
+    """Every FP4 code in every nibble position of a word -> 2 * e2m1 split by sign."""
+    codes = torch.tensor([[(v + j) % 16 for j in range(8)] for v in range(16)] + [[8] * 8, [0] * 8, [7, 15] * 4])
+    words = to_i32([sum(int(c) << (4 * j) for j, c in enumerate(row)) for row in codes.tolist()]).to(device)
+    lut = torch.tensor([LUT_LOW.value, LUT_HIGH.value], dtype=torch.int32, device=device)
+    n = words.numel()
+    block = triton.next_power_of_2(n)
+    padded = torch.zeros(block, dtype=torch.int32, device=device)
+    padded[:n] = words
+    out = torch.empty(block * 4, dtype=torch.int32, device=device)
+    _decode_kernel[(1,)](padded, lut, out, USE_ASM=use_asm, BLOCK=block)
+    out = out.view(block, 4)[:n].cpu()
+    for r, row in enumerate(codes.tolist()):
+        pos = [int(2 * E2M1_VALUES[c]) if c < 8 else 0 for c in row]
+        neg = [int(2 * E2M1_VALUES[c & 7]) if c >= 8 else 0 for c in row]
+        got = [[(u32(int(out[r, q])) >> (8 * i)) & 0xFF for i in range(4)] for q in range(4)]
+        assert got[0] + got[1] == pos, (row, got)
+        assert got[2] + got[3] == neg, (row, got)
+
+
+def check_scale_decode_all_bytes(device):
+    """All 256 E4M3 bytes -> fp32 value * 2^-8 exactly, NaN bytes -> NaN."""
+    b = torch.arange(256, dtype=torch.int32, device=device)
+    out = torch.empty(256, dtype=torch.float32, device=device)
+    _scale_kernel[(1,)](b, out, BLOCK=256)
+    want = b.to(torch.uint8).view(torch.float8_e4m3fn).to(torch.float32).cpu() * 2.0**-8
+    got = out.cpu()
+    nan = torch.isnan(want)
+    assert torch.equal(torch.isnan(got), nan)
+    assert torch.equal(got[~nan], want[~nan])
