@@ -2,6 +2,11 @@
 # One device call: GPU tests, optional small-M tuning sweep, benchmark pieces.
 #   STEPS="tests tune bench" SHAPES=8b MS=... scripts/device_check.sh
 #   STEPS=decode2 scripts/device_check.sh   (decode GEMM v2: its GPU tests + benchmarks/bench_decode_v2.py)
+#   STEPS="decode dp4atests tp1" scripts/device_check.sh
+#       decode:    benchmarks/bench_decode_w4a4.py (M <= 4: every path checked against the exact
+#                  result, then timed beside bf16; the integer-dot kernel's candidates at M = 1)
+#       dp4atests: tests/gpu/test_dp4a_gpu.py and the activation-quantization / compile GPU tests
+#       tp1:       the NCCL tensor-parallel selfcheck at world size 1 (scripts/tp_nccl_check.sh)
 # Writes logs and CSVs under $OUT (the device tool's output folder) or ./device_out.
 set -u -o pipefail
 OUT=${OUT:-device_out}
@@ -20,5 +25,10 @@ for step in $STEPS; do
     bench) timeout ${BENCH_TIMEOUT:-400} python3 benchmarks/bench_linear.py run --shapes "$SHAPES" ${MS:+--ms "$MS"} ${BENCH_ARGS:-} --out "$OUT/bench_$TAG.csv" 2>&1 | tee "$OUT/bench_$TAG.log" | tail -${BENCH_TAIL:-40} ;;
     decode2) timeout ${DECODE2_TIMEOUT:-170} python3 benchmarks/bench_decode_v2.py --out "$OUT/decode_v2.csv" ${DECODE2_ARGS:-} 2>&1 | tee "$OUT/decode_v2.log" | tail -45
              timeout ${DECODE2_TEST_TIMEOUT:-60} python3 -m pytest -q --tb=line -p no:cacheprovider tests/gpu/test_decode_v2_gpu.py 2>&1 | tee "$OUT/decode_v2_tests.log" | tail -15 ;;
+    decode) timeout ${DECODE_TIMEOUT:-110} python3 benchmarks/bench_decode_w4a4.py --out "$OUT/decode.csv" ${DECODE_ARGS:-} 2>&1 | tee "$OUT/decode.log" | tail -${DECODE_TAIL:-30} ;;
+    dp4atests) timeout ${DP4A_TEST_TIMEOUT:-90} python3 -m pytest -q --tb=short -p no:cacheprovider -m gpu tests/gpu/test_dp4a_gpu.py \
+                 tests/gpu/test_triton_gpu.py -k "dp4a or fp8_rounding or nan_group or torch_compile or cuda_graph or (activation_quant_identical and 300)" \
+                 2>&1 | tee "$OUT/dp4a_tests.log" | tail -25 ;;
+    tp1)   PYTHON=python3 timeout ${TP_TIMEOUT:-60} scripts/tp_nccl_check.sh 1 --out "$OUT/tp_nccl_ws1.json" 2>&1 | tee "$OUT/tp_nccl_ws1.log" | tail -12 ;;
   esac
 done

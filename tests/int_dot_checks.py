@@ -1,6 +1,6 @@
-"""Checks of the integer decode primitives (``nvfp4.kernels.int_dot``) shared by the CPU
-interpreter cases (``USE_ASM=False``: the emulations) and the GPU tests (``USE_ASM=True``:
-the real ``prmt`` / ``dp4a`` instructions). The expected values come from plain-Python models
+"""Checks of the integer decode primitives (``nvfp4.kernels.int_dot``) and of the E2M1
+rounding (``fp_bits.e2m1_round``) shared by the CPU interpreter cases (``USE_ASM=False``: the
+emulations) and the GPU tests (``USE_ASM=True``: the real ``prmt`` / ``dp4a`` instructions). The expected values come from plain-Python models
 written from the PTX ISA's definitions, independently of the kernels."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import torch
 import triton
 import triton.language as tl
 
+from nvfp4.kernels.fp_bits import e2m1_round
 from nvfp4.kernels.int_dot import LUT_HIGH, LUT_LOW, dp4a, e4m3_byte_to_f32_times_2m8, fp4_word_to_int8, prmt
-from nvfp4.numerics.formats import E2M1_VALUES
+from nvfp4.numerics.formats import E2M1_VALUES, e2m1_decode, e2m1_encode
 
 
 def prmt_model(a: int, b: int, c: int) -> int:
@@ -121,3 +122,28 @@ def check_scale_decode_all_bytes(device):
     nan = torch.isnan(want)
     assert torch.equal(torch.isnan(got), nan)
     assert torch.equal(got[~nan], want[~nan])
+
+
+@triton.jit
+def _round_kernel(x_ptr, out_ptr, BLOCK: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    tl.store(out_ptr + offs, e2m1_round(tl.load(x_ptr + offs)))
+
+
+def check_e2m1_round(device):
+    """Every E2M1 tie, its fp32 neighbours, both signs, a dense sweep of [-7, 7] and values
+    past the range, against ``numerics.e2m1_encode`` / ``e2m1_decode`` of the clamped value."""
+    ties = torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 6.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 0.0])
+    up = torch.nextafter(ties, torch.full_like(ties, 10.0))
+    down = torch.nextafter(ties, torch.full_like(ties, -10.0))
+    sweep = torch.linspace(-7.0, 7.0, 4001)
+    extra = torch.tensor([6.5, -100.0, 1e30, float("inf"), float("-inf"), 1e-40])
+    values = torch.cat([ties, up, down, -ties, -up, -down, sweep, extra])
+    block = triton.next_power_of_2(values.numel())
+    x = torch.zeros(block)
+    x[: values.numel()] = values
+    x = x.to(device)
+    out = torch.empty(block, device=device)
+    _round_kernel[(1,)](x, out, BLOCK=block)
+    want = e2m1_decode(e2m1_encode(values.clamp(-6.0, 6.0)))
+    assert torch.equal(out[: values.numel()].cpu(), want)  # -0.0 == 0.0: a zero's sign never matters here

@@ -21,9 +21,10 @@ import triton.language as tl  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from nvfp4.kernels.activation_quant import activation_quant_kernel  # noqa: E402
+from nvfp4.kernels.activation_quant import OUT_DEQUANT, OUT_INT8, OUT_PACKED, activation_quant_kernel  # noqa: E402
 from nvfp4.kernels.gemm import nvfp4_gemm_kernel  # noqa: E402
 from nvfp4.kernels.gemv import gemv_kernel  # noqa: E402
+from nvfp4.kernels.gemv_dp4a import gemv_dp4a_kernel  # noqa: E402
 from nvfp4.kernels.splitk_reduce import splitk_reduce_kernel  # noqa: E402
 from nvfp4.kernels.weight_dequant import weight_dequant_kernel  # noqa: E402
 
@@ -32,18 +33,31 @@ AMPERE = GPUTarget("cuda", 80, 32)
 OP = {"bf16": tl.bfloat16, "fp16": tl.float16}
 
 
-def compile_for(target, kernel, pointers: dict[str, str], constexprs: dict, num_warps=4, num_stages=3):
+# Integer arguments that real launches pass as multiples of 16 (Llama shapes): Triton
+# specialises those, and its pipeliner and vectoriser depend on it.
+DIV16_INTS = ("N", "K", "stride_am", "stride_xm", "stride_wn", "stride_ws")
+
+
+def compile_for(target, kernel, pointers: dict[str, str], constexprs: dict, num_warps=4, num_stages=3, aligned=True):
     """Compile ``kernel`` with pointer element types ``pointers`` (e.g. ``{"x_ptr": "*bf16"}``),
-    int32 for every other runtime argument, and the given constexpr values."""
-    signature, values = {}, {}
+    int32 for every other runtime argument, and the given constexpr values.
+
+    ``aligned`` mirrors what a launch with 16-byte-aligned tensors and Llama-sized K/N gets
+    from Triton's specialisation (``tt.divisibility = 16``): the cp.async-pipelined and
+    vectorised code that actually runs on the GPU. Without it only the unaligned fallback
+    would be compiled."""
+    signature, values, attrs = {}, {}, {}
     for i, p in enumerate(kernel.params):
         if p.is_constexpr:
             signature[p.name] = "constexpr"
             values[(i,)] = constexprs[p.name]
         else:
             signature[p.name] = pointers.get(p.name, "i32")
-    src = ASTSource(fn=kernel, signature=signature, constexprs=values)
-    return triton.compile(src, target=target, options={"num_warps": num_warps, "num_stages": num_stages})
+            if aligned and (signature[p.name].startswith("*") or p.name in DIV16_INTS):
+                attrs[(i,)] = [["tt.divisibility", 16]]
+    src = ASTSource(fn=kernel, signature=signature, constexprs=values, attrs=attrs)
+    options = triton.compiler.make_backend(target).parse_options({"num_warps": num_warps, "num_stages": num_stages})
+    return triton.compile(src, target=target, options=options.__dict__)
 
 
 def _ptrs(**kw):
@@ -76,12 +90,37 @@ def test_gemm_compiles(a_mode, write_partial, even_k, block_m):
     ), num_warps=warps)
 
 
-@pytest.mark.parametrize("dequant_out", [False, True])
-def test_activation_quant_compiles(dequant_out):
-    compile_for(HOPPER, activation_quant_kernel, dict(
-        x_ptr="*bf16", gx_ptr="*fp32", packed_ptr="*fp16" if dequant_out else "*u8", scale_ptr="*u8",
-        dequant_ptr="*fp16" if dequant_out else "*u8",
-    ), dict(DEQUANT_OUT=dequant_out, BLOCK_R=32, BLOCK_K=256))
+@pytest.mark.parametrize("out_mode,values,scale", [
+    (OUT_PACKED, "*u8", "*u8"), (OUT_DEQUANT, "*fp16", "*fp16"), (OUT_DEQUANT, "*bf16", "*bf16"), (OUT_INT8, "*i8", "*fp32"),
+])
+def test_activation_quant_compiles(out_mode, values, scale):
+    compile_for(HOPPER, activation_quant_kernel, dict(x_ptr="*bf16", gx_ptr="*fp32", values_ptr=values, scale_ptr=scale),
+                dict(OUT_MODE=out_mode, BLOCK_R=16, BLOCK_K=256))
+
+
+DP4A_PTRS = dict(xs_ptr="*fp32", gx_ptr="*fp32", w_ptr="*u8", ws_ptr="*u8", alpha_ptr="*fp32", partial_ptr="*fp32",
+                 counter_ptr="*i32", lut_ptr="*i32")
+
+
+@pytest.mark.parametrize("target", [HOPPER, AMPERE], ids=["sm90", "sm80"])
+@pytest.mark.parametrize("rows,fused,even_k,out,block_n", [
+    (1, True, True, "*bf16", 64), (2, True, False, "*fp16", 64), (4, True, True, "*bf16", 64),
+    (1, False, True, "*bf16", 64), (4, False, False, "*fp32", 32), (1, True, True, "*bf16", 128),
+])
+def test_gemv_dp4a_compiles(target, rows, fused, even_k, out, block_n):
+    """The integer-dot decode kernel (inline prmt/dp4a PTX, in-kernel split-K reduction)."""
+    x = ("*bf16" if out == "*bf16" else "*fp16") if fused else "*i8"
+    compile_for(target, gemv_dp4a_kernel, dict(DP4A_PTRS, x_ptr=x, bias_ptr=out, out_ptr=out), dict(
+        ROWS=rows, FUSED_QUANT=fused, HAS_BIAS=True, USE_ASM=True, INTERPRET=False, EVEN_K=even_k,
+        BLOCK_N=block_n, BLOCK_K=256,
+    ))
+
+
+def test_unaligned_launch_compiles():
+    """Tensors that are not 16-byte aligned get Triton's unspecialised variant."""
+    compile_for(HOPPER, gemv_dp4a_kernel, dict(DP4A_PTRS, x_ptr="*bf16", bias_ptr="*bf16", out_ptr="*bf16"), dict(
+        ROWS=1, FUSED_QUANT=True, HAS_BIAS=False, USE_ASM=True, INTERPRET=False, EVEN_K=False, BLOCK_N=64, BLOCK_K=256,
+    ), aligned=False)
 
 
 @pytest.mark.parametrize("out", ["*bf16", "*fp16", "*fp32"])
