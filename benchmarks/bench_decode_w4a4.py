@@ -7,8 +7,10 @@ For the 8 Llama-3.1 shapes of ``bench_linear.py`` and M in ``--ms`` (default 1, 
 
 * ``bf16``: ``F.linear`` (cuBLAS) on bf16 weights, the baseline of every ratio;
 * ``w4a4``: what ``torch.ops.nvfp4.linear_w4a4`` runs by default (the integer-dot kernel,
-  ``kernels/gemv_dp4a.py``, activation quantization fused in);
-* ``w4a4_dp4a_unfused``: the same kernel after a separate activation-quantization launch;
+  ``kernels/gemv_dp4a.py``; ``NVFP4_TRITON_DP4A=auto``: activation quantization fused in at
+  M = 1, a separate launch at M = 2..4);
+* ``w4a4_dp4a_fused`` / ``w4a4_dp4a_unfused``: that kernel with the quantization fused in /
+  after a separate activation-quantization launch, at every M;
 * ``w4a4_float``: the float decode paths it replaced (``NVFP4_TRITON_DP4A=off``);
 * ``w4a16``: ``torch.ops.nvfp4.linear_w4a16`` (weight-only);
 * at ``--sweep-ms``: the integer-dot kernel over tile / split-K candidates (``w4a4_cfg``).
@@ -185,6 +187,8 @@ def main(argv=None):
             emit(shape, n, k, m, "bf16", t_bf16)
             paths = [
                 ("w4a4", True, lambda c: (lambda: ops.linear_w4a4(x, c[0], c[1], gx, alpha, None))),
+                ("w4a4_dp4a_fused", True, lambda c: (lambda: launch_dp4a.linear_w4a4_dp4a(
+                    x, c[0], c[1], gx, alpha, None, {"FUSED_QUANT": True}))),
                 ("w4a4_dp4a_unfused", True, lambda c: (lambda: launch_dp4a.linear_w4a4_dp4a(
                     x, c[0], c[1], gx, alpha, None, {"FUSED_QUANT": False}))),
                 ("w4a4_float", True, lambda c: with_env(off, lambda: ops.linear_w4a4(x, c[0], c[1], gx, alpha, None))),

@@ -240,10 +240,26 @@ def report(args) -> None:
                 f"{a4['tflops']} | {a4['weight_gbps']} | {a16['time_us']} | {a16['speedup_vs_bf16']} | "
                 f"{ref['time_us'] if ref else ''} | {a4['speedup_vs_reference']} |"
             )
+    known = {"bf16", "w4a4", "w4a16", "reference", "act_quant", "check"}
+    extra = sorted({r["impl"] for r in rows if r["impl"] not in known and r["speedup_vs_bf16"]})
+    if extra:  # alternatives timed in the same run (bench_decode_w4a4.py: the paths and configurations compared)
+        lines += ["", "## Other implementations timed in the same run (median speedup vs bf16 over the shapes)", "",
+                  "| impl | " + " | ".join(f"M={m}" for m in ms_all) + " |", "|---|" + "---|" * len(ms_all)]
+        for impl in extra:
+            cells = []
+            for m in ms_all:
+                v = [float(r["speedup_vs_bf16"]) for r in rows if r["impl"] == impl and int(r["m"]) == m and r["speedup_vs_bf16"]]
+                cells.append(f"{statistics.median(v):.2f}x ({len(v)})" if v else "")
+            lines.append(f"| {impl} | " + " | ".join(cells) + " |")
+        lines.append("")
+        lines.append("(n) = number of measurements in the median (shapes, or shapes x configurations).")
+    checks = [r for r in rows if r["impl"] == "check"]
+    if checks:
+        lines += ["", "## Checks in the run", ""] + [f"* {r['shape']} (M={r['m']}, K={r['k']}): {r['note']}" for r in checks]
     aq = [r for r in rows if r["impl"] == "act_quant"]
     if aq:
-        lines += ["", "## Activation quantization kernel alone", "", "| x (MxK, bf16) | us | GB/s (read + written) |", "|---|---|---|"]
-        lines += [f"| {r['m']}x{r['k']} | {r['time_us']} | {r['weight_gbps']} |" for r in aq]
+        lines += ["", "## Activation quantization kernel alone", "", "| x (MxK, bf16) | us | GB/s (read + written) | output |", "|---|---|---|---|"]
+        lines += [f"| {r['m']}x{r['k']} | {r['time_us']} | {r['weight_gbps']} | {r['note']} |" for r in aq]
     os.makedirs(args.out_dir, exist_ok=True)
     md = os.path.join(args.out_dir, args.name + ".md")
     with open(md + ".tmp", "w") as fh:

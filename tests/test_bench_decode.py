@@ -30,7 +30,7 @@ def test_bench_decode_smoke(tmp_path):
     checks = [r for r in rows if r["impl"] == "check"]
     assert checks and all(r["note"].endswith("ok") for r in checks)
     timed = {r["impl"]: r for r in rows if r["shape"] == "smoke"}
-    assert set(timed) == {"bf16", "w4a4", "w4a4_dp4a_unfused", "w4a4_float", "w4a16"}
+    assert set(timed) == {"bf16", "w4a4", "w4a4_dp4a_fused", "w4a4_dp4a_unfused", "w4a4_float", "w4a16"}
     for impl, r in timed.items():
         assert float(r["time_us"]) > 0
         if impl != "bf16":

@@ -162,9 +162,20 @@ def test_custom_op_routes_small_m_here(monkeypatch):
     OPS.linear_w4a4(x, wp, ws, gx, alpha, b)
     assert launch.KERNEL_LAUNCHES["gemv_dp4a"] == before + 1
     x5 = torch.randn(5, 128).to(torch.float16)
-    monkeypatch.setenv("NVFP4_TRITON_DP4A", "fused")
+    monkeypatch.setenv("NVFP4_TRITON_DP4A", "auto")
     OPS.linear_w4a4(x5, wp, ws, gx, alpha, b)  # M = 5: the tensor-core path
     assert launch.KERNEL_LAUNCHES["gemv_dp4a"] == before + 1
+
+
+def test_auto_policy_fuses_the_quantization_only_for_one_row(monkeypatch):
+    dev = torch.device("cpu")
+    assert launch_dp4a.dp4a_config(1, 4096, 4096, dev)["FUSED_QUANT"]
+    assert not any(launch_dp4a.dp4a_config(m, 4096, 4096, dev)["FUSED_QUANT"] for m in (2, 3, 4))
+    monkeypatch.setenv("NVFP4_TRITON_DP4A", "fused")
+    assert launch_dp4a.dp4a_config(4, 4096, 4096, dev)["FUSED_QUANT"]
+    monkeypatch.setenv("NVFP4_TRITON_DP4A", "unfused")
+    assert not launch_dp4a.dp4a_config(1, 4096, 4096, dev)["FUSED_QUANT"]
+    assert launch_dp4a.dp4a_config(1, 4096, 4096, dev, {"FUSED_QUANT": True})["FUSED_QUANT"]
 
 
 def test_bad_settings_and_shapes_are_refused(monkeypatch):

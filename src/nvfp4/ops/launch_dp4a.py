@@ -1,9 +1,13 @@
 """Launcher of the integer-dot W4A4 decode kernel (``kernels/gemv_dp4a.py``), M <= 4.
 
-``NVFP4_TRITON_DP4A`` picks the variant: ``fused`` (the default: the activation is quantized
-inside the GEMV, one launch per linear), ``unfused`` (the activation kernel writes int8
-values + fp32 scales first) or ``off`` (W4A4 decode runs on the float paths of
-``launch.py``). The split-K partial sums are reduced inside the kernel by the last program
+``NVFP4_TRITON_DP4A`` picks the variant: ``auto`` (the default), ``fused`` (the activation
+is quantized inside the GEMV: one launch per linear), ``unfused`` (the activation kernel
+writes int8 values + fp32 scales first, then the GEMV) or ``off`` (W4A4 decode runs on the
+float paths of ``launch.py``). ``auto`` is fused at M = 1 and unfused at M = 2..4, from the
+H200 run in ``benchmarks/results/raw/h200_decode_run.csv`` (median over the 8 Llama shapes
+vs bf16: M = 1 fused 1.90x / unfused 1.66x; M = 2 1.15x / 1.21x; M = 4 0.63x / 0.84x, the
+float paths 0.78x): every program re-quantizes its K slice once per activation row, which
+stops paying for itself beyond one row. The split-K partial sums are reduced inside the kernel by the last program
 of each N tile, which needs a zeroed int32 counter per N tile; those counters reset
 themselves, so one buffer per (device, stream) serves every launch, CUDA graphs included.
 """
@@ -26,9 +30,9 @@ _LUTS: dict = {}
 
 
 def dp4a_mode() -> str:
-    mode = os.environ.get(DP4A_ENV, "fused").strip().lower()
-    if mode not in ("fused", "unfused", "off"):
-        raise ValueError(f"{DP4A_ENV}={mode!r}: expected 'fused', 'unfused' or 'off'")
+    mode = os.environ.get(DP4A_ENV, "auto").strip().lower()
+    if mode not in ("auto", "fused", "unfused", "off"):
+        raise ValueError(f"{DP4A_ENV}={mode!r}: expected 'auto', 'fused', 'unfused' or 'off'")
     return mode
 
 
@@ -38,7 +42,8 @@ def dp4a_applies(m: int, device: torch.device) -> bool:
 
 def dp4a_config(m: int, n: int, k: int, device: torch.device, override: dict | None = None) -> dict:
     """Tiles and split-K: about ``WAVES`` programs per SM, every split a whole number of tiles."""
-    cfg = dict(BLOCK_N=64, BLOCK_K=256, num_warps=4, WAVES=4, FUSED_QUANT=dp4a_mode() != "unfused")
+    mode = dp4a_mode()
+    cfg = dict(BLOCK_N=64, BLOCK_K=256, num_warps=4, WAVES=4, FUSED_QUANT=mode == "fused" or (mode == "auto" and m == 1))
     if override:
         cfg.update(override)
     if launch.interpreting():
