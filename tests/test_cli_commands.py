@@ -201,8 +201,14 @@ def test_env_reports_versions_and_the_backend_choice(capsys, monkeypatch):
     info = run_json(capsys, ["env", "--device", "cpu", "--json"])
     assert info["auto_choice"] is None and "names no backend" in info["why"]
     monkeypatch.delenv("NVFP4_BACKEND")
+    monkeypatch.delenv("NVFP4_TRITON_DP4A", raising=False)
     assert main(["env"]) == 0
-    assert "chosen        reference" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "chosen        reference" in out and "triton paths  defaults" in out
+    monkeypatch.setenv("NVFP4_TRITON_DP4A", "off")
+    assert run_json(capsys, ["env", "--device", "cpu", "--json"])["triton_env"]["NVFP4_TRITON_DP4A"] == "off"
+    assert main(["env"]) == 0
+    assert "triton paths  NVFP4_TRITON_DP4A=off" in capsys.readouterr().out
 
 
 def test_quantize_sharded_then_inspect_reads_every_shard(models, tmp_path, capsys):

@@ -76,6 +76,8 @@ def collect(device_name: str = "auto") -> dict:
     info["backends"] = [{"name": name, "available": reason is None, "reason": reason} for name, reason in status.items()]
     env = os.environ.get(ENV_VAR, "").strip()
     info["env"] = {ENV_VAR: env or None}
+    # The triton backend's path switches (README, Backends); unset means the default.
+    info["triton_env"] = {name: os.environ.get(name) for name in TRITON_ENV_VARS}
     info["auto_choice"], info["why"] = _explain_choice(status, env, available_backends())
     return info
 
@@ -100,6 +102,10 @@ def _explain_choice(status: dict, env: str, order: list[str]) -> tuple[str | Non
             return name, why
         skipped.append((name, status[name]))
     return None, "no backend can run here"
+
+
+TRITON_ENV_VARS = ("NVFP4_TRITON_DP4A", "NVFP4_TRITON_GEMV", "NVFP4_TRITON_SMALL_M", "NVFP4_TRITON_DECODE",
+                   "NVFP4_TRITON_CUBLAS_MIN_M", "NVFP4_TRITON_ACT_QUANT_ROWS", "NVFP4_SHARD_SCALES")
 
 
 def run(args) -> int:
@@ -127,4 +133,6 @@ def run(args) -> int:
     env = info["env"]["NVFP4_BACKEND"]
     print(f"\nNVFP4_BACKEND {env if env else '(not set)'}")
     print(f"chosen        {info['auto_choice'] or '-'}: {info['why']}")
+    knobs = ", ".join(f"{k}={v}" for k, v in info["triton_env"].items() if v is not None)
+    print(f"triton paths  {knobs or 'defaults (no NVFP4_TRITON_* variable set)'}")
     return 0

@@ -1,12 +1,17 @@
 """Triton kernels of the GPU fast path (issue 3). One idea per module:
 
-* ``fp_bits``           - exact bit-level helpers: E4M3 rounding, E4M3 decode, E2M1 encode/decode
-                          (portable Triton and, on the GPU, a packed PTX decoder);
-* ``activation_quant``  - bf16/fp16 activations -> FP4 codes + E4M3 block scales (or the exact
-                          dequantized operand ``e2m1(q) * s`` for the GEMM);
+* ``fp_bits``           - exact bit-level helpers: E4M3 rounding, E4M3 decode, magic-number E2M1
+                          rounding, E2M1 decode (portable Triton and, on the GPU, a packed PTX decoder);
+* ``activation_quant``  - bf16/fp16 activations -> FP4 codes + E4M3 block scales, the exact
+                          dequantized operand ``e2m1(q) * s``, or int8 ``2*e2m1`` + fp32 scales;
+* ``int_dot``           - FP4 codes -> int8 by byte permutation (``prmt``) and int8 dot products
+                          (``dp4a``), with bit-exact emulations for the interpreter;
+* ``gemv_dp4a``         - the W4A4 decode GEMV (M <= 4) on integer dot products: exact per-group
+                          integer sums, activation quantization fused in, split-K reduced in-kernel;
 * ``gemm``              - the NVFP4 GEMM on tensor cores: FP4 weights dequantized in registers,
                           activations dense, packed FP4, or quantized on the fly; split-K;
-* ``gemv``              - the decode GEMM (M <= 4) on CUDA cores;
+* ``gemv``              - the decode GEMM (M <= 4) on CUDA cores, float decode (W4A16);
+* ``gemm_decode``       - decode GEMM v2 over a repacked weight (opt-in, not yet measured);
 * ``weight_dequant``    - a packed weight -> its exact fp16/bf16 operand (large-M cuBLAS path);
 * ``splitk_reduce``     - sums the split-K partials and applies the epilogue.
 
