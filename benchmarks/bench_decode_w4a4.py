@@ -41,10 +41,12 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))  # triton_exactness: the exactness bound
 from bench_linear import FIELDS, SHAPES, _copies, _select_shapes, _time  # noqa: E402
 
-# BLOCK_N, num_warps, WAVES (programs per SM), FUSED_QUANT, BLOCK_K
+# BLOCK_N, num_warps, WAVES (programs per SM), FUSED_QUANT, BLOCK_K, NUM_STAGES (K-loop cp.async stages).
+# The first is the default; the H200 run of 2026-12-02 measured the first 8 (stages 1) on 3 shapes.
 CANDIDATES = [
-    (64, 4, 4, True, 256), (32, 4, 4, True, 256), (128, 4, 2, True, 256), (64, 4, 8, True, 256),
-    (64, 4, 2, True, 256), (64, 8, 4, True, 256), (32, 4, 8, True, 512), (64, 4, 4, False, 256),
+    (64, 4, 4, True, 256, 1), (64, 4, 4, True, 256, 3), (64, 4, 4, False, 256, 3), (32, 4, 8, True, 512, 1),
+    (32, 4, 8, True, 256, 3), (64, 4, 8, True, 256, 1), (64, 4, 2, False, 256, 3), (64, 4, 4, False, 256, 1),
+    (32, 4, 4, True, 256, 1), (128, 4, 2, True, 256, 1), (64, 4, 2, True, 256, 1), (64, 8, 4, True, 256, 1),
 ]
 
 
@@ -203,9 +205,9 @@ def main(argv=None):
                     continue
                 emit(shape, n, k, m, impl, timer([make(c) for c in fp4_copies], m, torch, triton), t_bf16, verdict)
             if m in sweep_ms and time.time() - t0 < args.budget_s:
-                for bn, warps, waves, fused, bk in CANDIDATES:
-                    cfg = dict(BLOCK_N=bn, num_warps=warps, WAVES=waves, FUSED_QUANT=fused, BLOCK_K=bk)
-                    label = f"BN{bn} w{warps} waves{waves} {'fused' if fused else 'unfused'} BK{bk} " \
+                for bn, warps, waves, fused, bk, stages in CANDIDATES:
+                    cfg = dict(BLOCK_N=bn, num_warps=warps, WAVES=waves, FUSED_QUANT=fused, BLOCK_K=bk, NUM_STAGES=stages)
+                    label = f"BN{bn} w{warps} waves{waves} {'fused' if fused else 'unfused'} BK{bk} stages{stages} " \
                             f"split{launch_dp4a.dp4a_config(m, n, k, dev, cfg)['SPLIT_K']}"
                     try:
                         verdict = check(launch_dp4a.linear_w4a4_dp4a(x, wp, ws, gx, alpha, None, cfg))

@@ -103,16 +103,17 @@ DP4A_PTRS = dict(xs_ptr="*fp32", gx_ptr="*fp32", w_ptr="*u8", ws_ptr="*u8", alph
 
 
 @pytest.mark.parametrize("target", [HOPPER, AMPERE], ids=["sm90", "sm80"])
-@pytest.mark.parametrize("rows,fused,even_k,out,block_n", [
-    (1, True, True, "*bf16", 64), (2, True, False, "*fp16", 64), (4, True, True, "*bf16", 64),
-    (1, False, True, "*bf16", 64), (4, False, False, "*fp32", 32), (1, True, True, "*bf16", 128),
+@pytest.mark.parametrize("rows,fused,even_k,out,block_n,stages", [
+    (1, True, True, "*bf16", 64, 1), (2, True, False, "*fp16", 64, 1), (4, True, True, "*bf16", 64, 1),
+    (1, False, True, "*bf16", 64, 1), (4, False, False, "*fp32", 32, 1), (1, True, True, "*bf16", 128, 1),
+    (1, True, True, "*bf16", 64, 3), (2, False, False, "*bf16", 64, 2),  # cp.async-pipelined K loop
 ])
-def test_gemv_dp4a_compiles(target, rows, fused, even_k, out, block_n):
+def test_gemv_dp4a_compiles(target, rows, fused, even_k, out, block_n, stages):
     """The integer-dot decode kernel (inline prmt/dp4a PTX, in-kernel split-K reduction)."""
     x = ("*bf16" if out == "*bf16" else "*fp16") if fused else "*i8"
     compile_for(target, gemv_dp4a_kernel, dict(DP4A_PTRS, x_ptr=x, bias_ptr=out, out_ptr=out), dict(
         ROWS=rows, FUSED_QUANT=fused, HAS_BIAS=True, USE_ASM=True, INTERPRET=False, EVEN_K=even_k,
-        BLOCK_N=block_n, BLOCK_K=256,
+        BLOCK_N=block_n, BLOCK_K=256, NUM_STAGES=stages,
     ))
 
 
@@ -120,6 +121,7 @@ def test_unaligned_launch_compiles():
     """Tensors that are not 16-byte aligned get Triton's unspecialised variant."""
     compile_for(HOPPER, gemv_dp4a_kernel, dict(DP4A_PTRS, x_ptr="*bf16", bias_ptr="*bf16", out_ptr="*bf16"), dict(
         ROWS=1, FUSED_QUANT=True, HAS_BIAS=False, USE_ASM=True, INTERPRET=False, EVEN_K=False, BLOCK_N=64, BLOCK_K=256,
+        NUM_STAGES=1,
     ), aligned=False)
 
 

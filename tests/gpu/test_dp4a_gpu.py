@@ -107,6 +107,21 @@ def test_dp4a_uneven_split_fp16_bias_per_row_alpha(split):
     assert_close_to_exact(out, activation_operand(rp, rs), wp, ws, alpha, bias, f"split {split}")
 
 
+@pytest.mark.parametrize("stages,fused", [(2, True), (3, True), (3, False)])
+def test_dp4a_pipelined_k_loop(stages, fused):
+    """NUM_STAGES > 1 (cp.async-staged weight tiles): same exact results, uneven splits too."""
+    _, launch_dp4a = _launch()
+    for n, k, split in ((4096, 14336, None), (1000, 4096 + 512, 5)):
+        wp, ws, gw = _layer(n, k, seed=stages)
+        x = torch.randn(2, k, device=DEV, dtype=torch.bfloat16)
+        gx = torch.tensor([448.0 * 6.0 / float(x.abs().max())], device=DEV)
+        alpha = (1.0 / (gx * gw)).expand(n).contiguous()
+        cfg = {"NUM_STAGES": stages, "FUSED_QUANT": fused, **({"SPLIT_K": split} if split else {})}
+        out = launch_dp4a.linear_w4a4_dp4a(x, wp, ws, gx, alpha, None, cfg)
+        rp, rs = quantize_activation(x, gx)
+        assert_close_to_exact(out, activation_operand(rp, rs), wp, ws, alpha, None, f"stages {stages} {n}x{k}")
+
+
 def test_non_finite_activations_on_hardware():
     _, launch_dp4a = _launch()
     wp, ws, gw = _layer(2048, 4096, seed=3)

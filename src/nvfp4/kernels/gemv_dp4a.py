@@ -86,6 +86,7 @@ def _gemv_dp4a_body(
     M, N, K, stride_xm, stride_wn, stride_ws, TILES_PER_SPLIT, SPLIT_K,
     ROWS: tl.constexpr, FUSED_QUANT: tl.constexpr, HAS_BIAS: tl.constexpr, USE_ASM: tl.constexpr,
     INTERPRET: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    NUM_STAGES: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -109,7 +110,9 @@ def _gemv_dp4a_body(
     acc1 = tl.zeros((BLOCK_N, G), dtype=tl.float32)
     acc2 = tl.zeros((BLOCK_N, G), dtype=tl.float32)
     acc3 = tl.zeros((BLOCK_N, G), dtype=tl.float32)
-    for i in tl.range(0, TILES_PER_SPLIT):
+    # NUM_STAGES > 1: Triton's pipeliner stages the weight/scale tiles through shared memory
+    # with cp.async (NUM_STAGES - 1 tiles in flight besides the one being computed).
+    for i in tl.range(0, TILES_PER_SPLIT, num_stages=NUM_STAGES):
         k0 = k_first + i * BLOCK_K
         if EVEN_K:
             w = tl.load(w_ptrs)
@@ -181,11 +184,12 @@ def gemv_dp4a_kernel(
     SPLIT_K,  # the grid's second dimension (1 is specialised by Triton: no reduction code)
     ROWS: tl.constexpr, FUSED_QUANT: tl.constexpr, HAS_BIAS: tl.constexpr, USE_ASM: tl.constexpr,
     INTERPRET: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    NUM_STAGES: tl.constexpr,
 ):
     _gemv_dp4a_body(
         x_ptr, xs_ptr, gx_ptr, w_ptr, ws_ptr, alpha_ptr, bias_ptr, out_ptr, partial_ptr, counter_ptr, lut_ptr,
         M, N, K, stride_xm, stride_wn, stride_ws, TILES_PER_SPLIT, SPLIT_K,
-        ROWS, FUSED_QUANT, HAS_BIAS, USE_ASM, INTERPRET, EVEN_K, BLOCK_N, BLOCK_K,
+        ROWS, FUSED_QUANT, HAS_BIAS, USE_ASM, INTERPRET, EVEN_K, BLOCK_N, BLOCK_K, NUM_STAGES,
     )
 
 
@@ -197,9 +201,10 @@ def gemv_dp4a_kernel_interpreted(
     SPLIT_K: tl.constexpr,
     ROWS: tl.constexpr, FUSED_QUANT: tl.constexpr, HAS_BIAS: tl.constexpr, USE_ASM: tl.constexpr,
     INTERPRET: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    NUM_STAGES: tl.constexpr,
 ):
     _gemv_dp4a_body(
         x_ptr, xs_ptr, gx_ptr, w_ptr, ws_ptr, alpha_ptr, bias_ptr, out_ptr, partial_ptr, counter_ptr, lut_ptr,
         M, N, K, stride_xm, stride_wn, stride_ws, TILES_PER_SPLIT, SPLIT_K,
-        ROWS, FUSED_QUANT, HAS_BIAS, USE_ASM, INTERPRET, EVEN_K, BLOCK_N, BLOCK_K,
+        ROWS, FUSED_QUANT, HAS_BIAS, USE_ASM, INTERPRET, EVEN_K, BLOCK_N, BLOCK_K, NUM_STAGES,
     )

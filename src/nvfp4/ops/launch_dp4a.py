@@ -43,7 +43,8 @@ def dp4a_applies(m: int, device: torch.device) -> bool:
 def dp4a_config(m: int, n: int, k: int, device: torch.device, override: dict | None = None) -> dict:
     """Tiles and split-K: about ``WAVES`` programs per SM, every split a whole number of tiles."""
     mode = dp4a_mode()
-    cfg = dict(BLOCK_N=64, BLOCK_K=256, num_warps=4, WAVES=4, FUSED_QUANT=mode == "fused" or (mode == "auto" and m == 1))
+    cfg = dict(BLOCK_N=64, BLOCK_K=256, num_warps=4, WAVES=4, NUM_STAGES=1,
+               FUSED_QUANT=mode == "fused" or (mode == "auto" and m == 1))
     if override:
         cfg.update(override)
     if launch.interpreting():
@@ -106,7 +107,8 @@ def linear_w4a4_dp4a(x, w_packed, w_scale, gx, alpha, bias, config: dict | None 
         m, n, k, xq.stride(0), k // 2, k // 16, cfg["TILES_PER_SPLIT"], split,
         ROWS=cfg["ROWS"], FUSED_QUANT=bool(cfg["FUSED_QUANT"]), HAS_BIAS=has_bias,
         USE_ASM=x.device.type == "cuda" and not launch.interpreting(), INTERPRET=launch.interpreting(),
-        EVEN_K=cfg["EVEN_K"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"], num_warps=cfg["num_warps"],
+        EVEN_K=cfg["EVEN_K"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"], NUM_STAGES=cfg["NUM_STAGES"],
+        num_warps=cfg["num_warps"],
     )
     launch.KERNEL_LAUNCHES["gemv_dp4a"] += 1
     return out
