@@ -143,8 +143,11 @@ class TritonBackend(Backend):
             run = self._reference.apply_w4a16 if layer.scheme.weight_only else self._reference.apply_w4a4
             return run(layer, x, None)
         _ops()
-        from ..ops import launch
+        from ..ops import launch, launch_dp4a
 
+        if not layer.scheme.weight_only and launch_dp4a.dp4a_applies(x.shape[0], x.device):
+            return launch_dp4a.linear_w4a4_dp4a(x, layer.weight_packed, layer.weight_scale, layer.input_global_scale,
+                                                layer.alpha, None, out_dtype=torch.float32)
         w_scale_u8 = layer.weight_scale.view(torch.uint8)
         if layer.scheme.weight_only:
             tl_op, _ = launch._op_dtype(x.dtype, False)

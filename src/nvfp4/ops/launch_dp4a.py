@@ -82,11 +82,13 @@ def _counters(device: torch.device, n_tiles: int) -> torch.Tensor:
     return buf
 
 
-def linear_w4a4_dp4a(x, w_packed, w_scale, gx, alpha, bias, config: dict | None = None) -> torch.Tensor:
-    """Exact W4A4 linear for ``x[M, K]`` with M <= 4 on the integer-dot decode kernel."""
+def linear_w4a4_dp4a(x, w_packed, w_scale, gx, alpha, bias, config: dict | None = None,
+                     out_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Exact W4A4 linear for ``x[M, K]`` with M <= 4 on the integer-dot decode kernel; the
+    output is in x's dtype, or ``out_dtype`` (float32 for tensor-parallel partial sums)."""
     m, k = x.shape
     n = w_packed.shape[0]
-    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    out = torch.empty((m, n), dtype=out_dtype or x.dtype, device=x.device)
     if m == 0:
         return out
     if m > DP4A_M_MAX:
