@@ -17,15 +17,13 @@ Prints a table and medians over the shapes per M; writes the CSV atomically (and
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_linear import SHAPES, _copies  # noqa: E402
+from bench_linear import SHAPES, _copies, finish_csv, write_csv  # noqa: E402
 
 MS = [1, 4, 16, 64]
 # BLOCK_N, BLOCK_K, num_warps, num_stages, SCALE_GATHER, USE_ASM, PREFETCH_SCALES
@@ -88,10 +86,7 @@ def main(argv=None):
         return row
 
     def flush(path):
-        with open(path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=FIELDS)
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(path, rows, FIELDS)
 
     for shape in shapes:
         n, k = SHAPES[shape]
@@ -183,14 +178,7 @@ def main(argv=None):
         if r:
             med = [statistics.median(s[2] / s[i] for s in r) for i in (3, 4, 5, 6, 7)]
             print(f"{m:4d} | " + " | ".join(f"{v:6.2f}x" for v in med) + f"   ({len(r)} shapes)")
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.out)), suffix=".csv")
-    with os.fdopen(fd, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, args.out)
-    if os.path.exists(args.out + ".partial"):
-        os.remove(args.out + ".partial")
+    finish_csv(args.out, rows, FIELDS)
     print(f"wrote {args.out} ({time.time() - t_start:.0f} s)")
 
 

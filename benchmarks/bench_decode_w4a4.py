@@ -28,18 +28,16 @@ they come (``.partial``), in ``bench_linear.py``'s CSV format (config and check 
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import os
 import statistics
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))  # triton_exactness: the exactness bound
-from bench_linear import FIELDS, SHAPES, _copies, _select_shapes, _time  # noqa: E402
+from bench_linear import SHAPES, _copies, _select_shapes, _time, finish_csv, write_csv  # noqa: E402
 
 # BLOCK_N, num_warps, WAVES (programs per SM), FUSED_QUANT, BLOCK_K, NUM_STAGES (K-loop cp.async stages).
 # The first is the default; the H200 run of 2026-12-02 measured the first 8 (stages 1) on 3 shapes.
@@ -89,14 +87,9 @@ def main(argv=None):
                 date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     print(f"{meta['gpu']} torch {meta['torch']} triton {meta['triton']}", flush=True)
     rows, summary = [], {}
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(out_dir, exist_ok=True)
 
     def flush(path):
-        with open(path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=FIELDS)
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(path, rows)
 
     def emit(shape, n, k, m, impl, us, base_us=None, note=""):
         row = dict(meta, shape=shape, n=n, k=k, m=m, impl=impl, time_us=f"{us:.2f}",
@@ -230,14 +223,7 @@ def main(argv=None):
     for (impl, m), v in sorted(summary.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         if impl != "w4a4_cfg":
             print(f"  M={m} {impl:18s} {statistics.median(v):5.2f}x  (min {min(v):.2f}, max {max(v):.2f}, {len(v)} shapes)")
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".csv")
-    with os.fdopen(fd, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, args.out)
-    if os.path.exists(args.out + ".partial"):
-        os.remove(args.out + ".partial")
+    finish_csv(args.out, rows)
     print(f"wrote {args.out} ({time.time() - t0:.0f} s)")
 
 

@@ -21,7 +21,6 @@ import math
 import os
 import statistics
 import sys
-import tempfile
 
 SHAPES = {
     "8b_qkv": (6144, 4096),
@@ -42,6 +41,26 @@ FIELDS = [
     "gpu", "torch", "triton", "date", "shape", "n", "k", "m", "impl", "time_us", "tflops", "weight_gbps",
     "speedup_vs_bf16", "speedup_vs_reference", "note",
 ]
+
+
+def write_csv(path: str, rows: list[dict], fields=FIELDS) -> None:
+    """Write ``rows`` as CSV atomically (nvfp4's ``atomic_file``: never a half-written file)."""
+    import io
+
+    from nvfp4.utils.atomic import atomic_file
+
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_file(path, lambda fh: fh.write(text.getvalue().encode()))
+
+
+def finish_csv(path: str, rows: list[dict], fields=FIELDS) -> None:
+    """The final CSV of a run; its ``.partial`` (rows written as they came) is then removed."""
+    write_csv(path, rows, fields)
+    if os.path.exists(path + ".partial"):
+        os.remove(path + ".partial")
 
 
 def _select_shapes(spec: str) -> list[str]:
@@ -104,13 +123,9 @@ def run(args) -> None:
     reference = ReferenceBackend()
     rows = []
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    partial_path = args.out + ".partial"
 
     def flush():  # rows so far, so that a run cut short still leaves its numbers
-        with open(partial_path, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(args.out + ".partial", rows)
 
     def emit(shape, n, k, m, impl, us, note=""):
         flops = 2.0 * m * n * k
@@ -177,14 +192,7 @@ def run(args) -> None:
 
     for key, choice in sorted(launch._SMALL_PATH_CHOICE.items(), key=str):
         print(f"small-M path chosen for (M, N, K, ...) = {key[:3]}: {choice}", flush=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.out)), suffix=".csv")
-    with os.fdopen(fd, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, args.out)
-    if os.path.exists(partial_path):
-        os.remove(partial_path)
+    finish_csv(args.out, rows)
     print(f"wrote {args.out}")
 
 
@@ -266,11 +274,7 @@ def report(args) -> None:
         fh.write("\n".join(lines) + "\n")
     os.replace(md + ".tmp", md)
     merged = os.path.join(args.out_dir, args.name + ".csv")
-    with open(merged + ".tmp", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(merged + ".tmp", merged)
+    write_csv(merged, rows)
 
     import matplotlib
 

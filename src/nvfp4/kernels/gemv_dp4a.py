@@ -69,6 +69,19 @@ def _row_terms(p0, p1, p2, p3, n0, n1, n2, n3, sw, x0, x1, x2, x3, sx, USE_ASM: 
 
 
 @triton.jit
+def _row_sum(acc0, acc1, acc2, acc3, r: tl.constexpr):
+    """Row ``r``'s fp32 sum over the group columns of its accumulator."""
+    acc = acc0
+    if r == 1:
+        acc = acc1
+    elif r == 2:
+        acc = acc2
+    elif r == 3:
+        acc = acc3
+    return tl.sum(acc, axis=1)
+
+
+@triton.jit
 def _epilogue_store(y, r, offs_n, n_mask, M, N, alpha_ptr, bias_ptr, out_ptr,
                     HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr):
     alpha = tl.load(alpha_ptr + offs_n, mask=n_mask, other=0.0)
@@ -139,28 +152,13 @@ def _gemv_dp4a_body(
 
     n_mask = offs_n < N
     n64 = offs_n.to(tl.int64)
-    if SPLIT_K == 1:
-        for r in tl.static_range(ROWS):
-            if r == 0:
-                y = tl.sum(acc0, axis=1)
-            elif r == 1:
-                y = tl.sum(acc1, axis=1)
-            elif r == 2:
-                y = tl.sum(acc2, axis=1)
-            else:
-                y = tl.sum(acc3, axis=1)
+    for r in tl.static_range(ROWS):
+        y = _row_sum(acc0, acc1, acc2, acc3, r)
+        if SPLIT_K == 1:
             _epilogue_store(y * TERM_CORRECTION, r, offs_n, n_mask, M, N, alpha_ptr, bias_ptr, out_ptr, HAS_BIAS, INTERPRET)
-    else:
-        for r in tl.static_range(ROWS):
-            if r == 0:
-                y = tl.sum(acc0, axis=1)
-            elif r == 1:
-                y = tl.sum(acc1, axis=1)
-            elif r == 2:
-                y = tl.sum(acc2, axis=1)
-            else:
-                y = tl.sum(acc3, axis=1)
+        else:
             tl.store(partial_ptr + (pid_k.to(tl.int64) * ROWS + r) * N + n64, y, mask=n_mask)
+    if SPLIT_K > 1:
         # Every thread's partials are stored before this program takes its ticket (CTA
         # barrier, then a gpu-scope release); the last program acquires all of them.
         tl.debug_barrier()
