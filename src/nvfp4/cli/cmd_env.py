@@ -48,6 +48,11 @@ def _version(name: str) -> str:
     return str(getattr(module, "__version__", "?"))
 
 
+# The triton backend's path switches, shown by `nvfp4 env` (README, Backends).
+TRITON_ENV_VARS = ("NVFP4_TRITON_DP4A", "NVFP4_TRITON_GEMV", "NVFP4_TRITON_SMALL_M", "NVFP4_TRITON_DECODE",
+                   "NVFP4_TRITON_CUBLAS_MIN_M", "NVFP4_TRITON_ACT_QUANT_ROWS", "NVFP4_SHARD_SCALES")
+
+
 def collect(device_name: str = "auto") -> dict:
     import torch
 
@@ -102,10 +107,6 @@ def _explain_choice(status: dict, env: str, order: list[str]) -> tuple[str | Non
             return name, why
         skipped.append((name, status[name]))
     return None, "no backend can run here"
-
-
-TRITON_ENV_VARS = ("NVFP4_TRITON_DP4A", "NVFP4_TRITON_GEMV", "NVFP4_TRITON_SMALL_M", "NVFP4_TRITON_DECODE",
-                   "NVFP4_TRITON_CUBLAS_MIN_M", "NVFP4_TRITON_ACT_QUANT_ROWS", "NVFP4_SHARD_SCALES")
 
 
 def run(args) -> int:

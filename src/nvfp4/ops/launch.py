@@ -5,8 +5,9 @@ which writes the exact operand ``e2m1(q) * s`` (fp16, or x's dtype for cuBLAS); 
 below then reads a dense activation (W4A16 reads ``x`` itself):
 
 * ``M <= 4``, W4A4: the integer-dot decode kernel (``kernels/gemv_dp4a.py``, launched by
-  ``launch_dp4a.py``: activation quantization fused in, split-K reduced in the kernel);
-  ``NVFP4_TRITON_DP4A=off`` sends these M to the float paths below;
+  ``launch_dp4a.py``: activation quantization fused in at M = 1, an int8-output activation
+  launch before it at M = 2..4, split-K reduced in the kernel); ``NVFP4_TRITON_DP4A=off``
+  sends these M to the float paths below;
 * ``M <= 4``, W4A16 (and W4A4 with the integer path off): the CUDA-core path
   (``kernels/gemv.py``) or the tensor-core split-K path, whichever this GPU runs faster for
   the shape (timed once, outside CUDA-graph capture);
@@ -378,7 +379,7 @@ def linear_w4a4(x, w_packed, w_scale, gx, alpha, bias, alpha_scalar=None, config
     if config is None:
         from . import launch_dp4a  # imports this module: loaded lazily
 
-        if launch_dp4a.dp4a_applies(m, x.device):  # M <= 4: integer-dot decode, one launch
+        if launch_dp4a.dp4a_applies(m, x.device):  # M <= 4: the integer-dot decode kernel
             return launch_dp4a.linear_w4a4_dp4a(x, w_packed, w_scale, gx, alpha, bias)
     w_scale_u8 = w_scale.view(torch.uint8)
     if config is not None and config.get("A_MODE") == A_QUANTIZE:  # the fused variant, for comparisons
