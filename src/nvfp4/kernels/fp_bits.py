@@ -257,3 +257,14 @@ def cast_output(y, OUT_DTYPE: tl.constexpr, INTERPRET: tl.constexpr):
     if INTERPRET and OUT_DTYPE == tl.bfloat16:
         y = round_to_bf16_bits_f32(y)
     return y.to(OUT_DTYPE)
+
+
+@triton.jit
+def linear_epilogue(acc, alpha, bias, OUT_DTYPE: tl.constexpr, HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr):
+    """The output of every NVFP4 GEMM, in the reference's order: ``acc * alpha`` in fp32, one
+    round-to-nearest-even cast to ``OUT_DTYPE``, then ``+ bias`` (in fp32) and a second cast,
+    as vLLM adds the bias after the GEMM's cast. ``bias`` is ignored unless ``HAS_BIAS``."""
+    y = cast_output(acc * alpha, OUT_DTYPE, INTERPRET)
+    if HAS_BIAS:
+        y = cast_output(y.to(tl.float32) + bias.to(tl.float32), OUT_DTYPE, INTERPRET)
+    return y

@@ -24,7 +24,7 @@ partials; ``splitk_reduce`` sums them in a fixed order and applies the same epil
 import triton
 import triton.language as tl
 
-from .fp_bits import cast_output, dequantize_fp4_tile, fake_quantize_groups, safe_reciprocal
+from .fp_bits import dequantize_fp4_tile, fake_quantize_groups, linear_epilogue, safe_reciprocal
 
 A_DENSE = 0
 A_QUANTIZE = 1
@@ -119,11 +119,8 @@ def _gemm_body(
         tl.store(base + m64[None, :] * N + n64[:, None], acc, mask=out_mask)
     else:
         alpha = tl.load(alpha_ptr + offs_n, mask=n_mask, other=0.0)
-        out_dtype: tl.constexpr = out_ptr.dtype.element_ty
-        y = cast_output(acc * alpha[:, None], out_dtype, INTERPRET)
-        if HAS_BIAS:
-            bias = tl.load(bias_ptr + offs_n, mask=n_mask, other=0.0)
-            y = cast_output(y.to(tl.float32) + bias[:, None].to(tl.float32), out_dtype, INTERPRET)
+        bias = tl.load(bias_ptr + offs_n, mask=n_mask & HAS_BIAS, other=0.0)
+        y = linear_epilogue(acc, alpha[:, None], bias[:, None], out_ptr.dtype.element_ty, HAS_BIAS, INTERPRET)
         tl.store(out_ptr + m64[None, :] * N + n64[:, None], y, mask=out_mask)
 
 

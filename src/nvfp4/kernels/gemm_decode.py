@@ -54,7 +54,7 @@ the benchmark measures both.
 import triton
 import triton.language as tl
 
-from .fp_bits import cast_output
+from .fp_bits import linear_epilogue
 
 E2M1_TIMES_2M14 = tl.constexpr(16384.0)  # 2^14: what the bit-placement decode leaves out
 
@@ -234,11 +234,8 @@ def _decode_gemm_body(
         tl.store(base + m64[None, :] * N + n64[:, None], acc, mask=out_mask)
     else:
         alpha = tl.load(alpha_ptr + offs_n, mask=n_mask, other=0.0)
-        out_dtype: tl.constexpr = out_ptr.dtype.element_ty
-        y = cast_output(acc * alpha[:, None], out_dtype, INTERPRET)
-        if HAS_BIAS:
-            bias = tl.load(bias_ptr + offs_n, mask=n_mask, other=0.0)
-            y = cast_output(y.to(tl.float32) + bias[:, None].to(tl.float32), out_dtype, INTERPRET)
+        bias = tl.load(bias_ptr + offs_n, mask=n_mask & HAS_BIAS, other=0.0)
+        y = linear_epilogue(acc, alpha[:, None], bias[:, None], out_ptr.dtype.element_ty, HAS_BIAS, INTERPRET)
         tl.store(out_ptr + m64[None, :] * N + n64[:, None], y, mask=out_mask)
 
 

@@ -15,7 +15,7 @@ Split-K and the epilogue are shared with ``gemm.py`` (fp32 partials + ``splitk_r
 import triton
 import triton.language as tl
 
-from .fp_bits import cast_output, e4m3_byte_to_f32, fp4x2_decode_asm, fp4x2_decode_portable
+from .fp_bits import e4m3_byte_to_f32, fp4x2_decode_asm, fp4x2_decode_portable, linear_epilogue
 
 
 @triton.jit
@@ -87,10 +87,8 @@ def _gemv_body(
             tl.store(partial_ptr + (pid_k.to(tl.int64) * M + r) * N + n64, y, mask=mask)
         else:
             alpha = tl.load(alpha_ptr + offs_n, mask=n_mask, other=0.0)
-            o = cast_output(y * alpha, out_dtype, INTERPRET)
-            if HAS_BIAS:
-                bias = tl.load(bias_ptr + offs_n, mask=n_mask, other=0.0)
-                o = cast_output(o.to(tl.float32) + bias.to(tl.float32), out_dtype, INTERPRET)
+            bias = tl.load(bias_ptr + offs_n, mask=n_mask & HAS_BIAS, other=0.0)
+            o = linear_epilogue(y, alpha, bias, out_dtype, HAS_BIAS, INTERPRET)
             tl.store(out_ptr + r * N + n64, o, mask=mask)
 
 

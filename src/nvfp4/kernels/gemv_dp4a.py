@@ -25,7 +25,7 @@ for the next launch. Epilogue as everywhere: ``acc * alpha`` in fp32, cast, ``+ 
 import triton
 import triton.language as tl
 
-from .fp_bits import cast_output, e2m1_round, quantize_groups, safe_reciprocal
+from .fp_bits import e2m1_round, linear_epilogue, quantize_groups, safe_reciprocal
 from .int_dot import e4m3_byte_to_f32_times_2m8, fp4_word_to_int8, group_int_dot, load_lut
 
 # Each term carries 2^-8 from the scale decode and 1/4 from the two factors of 2 in I.
@@ -85,11 +85,8 @@ def _row_sum(acc0, acc1, acc2, acc3, r: tl.constexpr):
 def _epilogue_store(y, r, offs_n, n_mask, M, N, alpha_ptr, bias_ptr, out_ptr,
                     HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr):
     alpha = tl.load(alpha_ptr + offs_n, mask=n_mask, other=0.0)
-    out_dtype: tl.constexpr = out_ptr.dtype.element_ty
-    o = cast_output(y * alpha, out_dtype, INTERPRET)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_n, mask=n_mask, other=0.0)
-        o = cast_output(o.to(tl.float32) + bias.to(tl.float32), out_dtype, INTERPRET)
+    bias = tl.load(bias_ptr + offs_n, mask=n_mask & HAS_BIAS, other=0.0)
+    o = linear_epilogue(y, alpha, bias, out_ptr.dtype.element_ty, HAS_BIAS, INTERPRET)
     tl.store(out_ptr + r * N + offs_n.to(tl.int64), o, mask=n_mask & (r < M))
 
 

@@ -7,7 +7,7 @@ to run (no atomics). Bias is added after the cast, as the reference does.
 import triton
 import triton.language as tl
 
-from .fp_bits import cast_output
+from .fp_bits import linear_epilogue
 
 
 @triton.jit
@@ -22,9 +22,6 @@ def splitk_reduce_kernel(
         acc += tl.load(partial_ptr + s * M * N + offs, mask=mask, other=0.0)
     n = offs % N
     alpha = tl.load(alpha_ptr + n, mask=mask, other=0.0)
-    out_dtype: tl.constexpr = out_ptr.dtype.element_ty
-    y = cast_output(acc * alpha, out_dtype, INTERPRET)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + n, mask=mask, other=0.0)
-        y = cast_output(y.to(tl.float32) + bias.to(tl.float32), out_dtype, INTERPRET)
+    bias = tl.load(bias_ptr + n, mask=mask & HAS_BIAS, other=0.0)
+    y = linear_epilogue(acc, alpha, bias, out_ptr.dtype.element_ty, HAS_BIAS, INTERPRET)
     tl.store(out_ptr + offs, y, mask=mask)
