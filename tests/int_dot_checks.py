@@ -11,8 +11,10 @@ import torch
 import triton
 import triton.language as tl
 
-from nvfp4.kernels.fp_bits import e2m1_round
-from nvfp4.kernels.int_dot import LUT_HIGH, LUT_LOW, dp4a, e4m3_byte_to_f32_times_2m8, fp4_word_to_int8, prmt
+from nvfp4.kernels.fp_bits import e2m1_code, e2m1_round
+from nvfp4.kernels.int_dot import (
+    LUT_HIGH, LUT_LOW, dp4a, e4m3_byte_to_f32_times_2m8, fp4_word_to_int8, prmt, signed_int8_words,
+)
 from nvfp4.numerics.formats import E2M1_VALUES, e2m1_decode, e2m1_encode
 
 
@@ -69,6 +71,15 @@ def _decode_kernel(w_ptr, lut_ptr, out_ptr, USE_ASM: tl.constexpr, BLOCK: tl.con
 
 
 @triton.jit
+def _signed_kernel(w_ptr, lut_ptr, out_ptr, USE_ASM: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    w = tl.load(w_ptr + offs)
+    p_lo, p_hi, n_lo, n_hi = fp4_word_to_int8(w, tl.load(lut_ptr), tl.load(lut_ptr + 1), USE_ASM)
+    tl.store(out_ptr + offs * 2, signed_int8_words(p_lo, n_lo))
+    tl.store(out_ptr + offs * 2 + 1, signed_int8_words(p_hi, n_hi))
+
+
+@triton.jit
 def _scale_kernel(b_ptr, out_ptr, BLOCK: tl.constexpr):
     offs = tl.arange(0, BLOCK)
     tl.store(out_ptr + offs, e4m3_byte_to_f32_times_2m8(tl.load(b_ptr + offs)))
@@ -112,6 +123,25 @@ def check_fp4_words_all_codes(device, use_asm: bool):
         assert got[2] + got[3] == neg, (row, got)
 
 
+def check_signed_words_all_codes(device, use_asm: bool):
+    """``signed_int8_words``: every FP4 code in every byte position -> the signed int8
+    ``2 * e2m1(code)`` (two's complement; -0 codes give 0)."""
+    codes = [[(v + j) % 16 for j in range(8)] for v in range(16)] + [[8] * 8, [15] * 8, [7, 15] * 4, [15, 0] * 4]
+    words = to_i32([sum(c << (4 * j) for j, c in enumerate(row)) for row in codes])
+    n = len(codes)
+    block = triton.next_power_of_2(n)
+    padded = torch.zeros(block, dtype=torch.int32)
+    padded[:n] = words
+    lut = torch.tensor([LUT_LOW.value, LUT_HIGH.value], dtype=torch.int32, device=device)
+    out = torch.empty(block * 2, dtype=torch.int32, device=device)
+    _signed_kernel[(1,)](padded.to(device), lut, out, USE_ASM=use_asm, BLOCK=block)
+    out = out.view(block, 2)[:n].cpu()
+    for r, row in enumerate(codes):
+        want = [int(2 * E2M1_VALUES[c & 7]) * (-1 if c >= 8 else 1) for c in row]
+        got = [(((u32(int(out[r, q])) >> (8 * i)) & 0xFF) ^ 0x80) - 0x80 for q in range(2) for i in range(4)]
+        assert got == want, (row, got, want)
+
+
 def check_scale_decode_all_bytes(device):
     """All 256 E4M3 bytes -> fp32 value * 2^-8 exactly, NaN bytes -> NaN."""
     b = torch.arange(256, dtype=torch.int32, device=device)
@@ -130,15 +160,27 @@ def _round_kernel(x_ptr, out_ptr, BLOCK: tl.constexpr):
     tl.store(out_ptr + offs, e2m1_round(tl.load(x_ptr + offs)))
 
 
-def check_e2m1_round(device):
+@triton.jit
+def _code_kernel(x_ptr, out_ptr, BLOCK: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    tl.store(out_ptr + offs, e2m1_code(tl.load(x_ptr + offs)))
+
+
+def _rounding_inputs():
     """Every E2M1 tie, its fp32 neighbours, both signs, a dense sweep of [-7, 7] and values
-    past the range, against ``numerics.e2m1_encode`` / ``e2m1_decode`` of the clamped value."""
+    past the range."""
     ties = torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 6.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 0.0])
     up = torch.nextafter(ties, torch.full_like(ties, 10.0))
     down = torch.nextafter(ties, torch.full_like(ties, -10.0))
     sweep = torch.linspace(-7.0, 7.0, 4001)
     extra = torch.tensor([6.5, -100.0, 1e30, float("inf"), float("-inf"), 1e-40])
-    values = torch.cat([ties, up, down, -ties, -up, -down, sweep, extra])
+    return torch.cat([ties, up, down, -ties, -up, -down, sweep, extra])
+
+
+def check_e2m1_round(device):
+    """``fp_bits.e2m1_round`` on ``_rounding_inputs`` against ``numerics.e2m1_encode`` /
+    ``e2m1_decode`` of the clamped value."""
+    values = _rounding_inputs()
     block = triton.next_power_of_2(values.numel())
     x = torch.zeros(block)
     x[: values.numel()] = values
@@ -147,3 +189,19 @@ def check_e2m1_round(device):
     _round_kernel[(1,)](x, out, BLOCK=block)
     want = e2m1_decode(e2m1_encode(values.clamp(-6.0, 6.0)))
     assert torch.equal(out[: values.numel()].cpu(), want)  # -0.0 == 0.0: a zero's sign never matters here
+
+
+def check_e2m1_code(device):
+    """``fp_bits.e2m1_code`` (the packed activation codes) against ``numerics.e2m1_encode``
+    code for code, including -0.0 (-> 0), small negatives (-> 0x8), NaN (-> 0) and +-Inf (+-6)."""
+    special = torch.tensor([-0.0, 0.0, float("nan"), -1e-30, -0.25, 0.25, -0.2])
+    values = torch.cat([_rounding_inputs(), special])
+    block = triton.next_power_of_2(values.numel())
+    x = torch.zeros(block)
+    x[: values.numel()] = values
+    x = x.to(device)
+    out = torch.empty(block, dtype=torch.int32, device=device)
+    _code_kernel[(1,)](x, out, BLOCK=block)
+    want = e2m1_encode(values).to(torch.int32)
+    assert torch.equal(out[: values.numel()].cpu(), want)
+    assert want[-7:].tolist() == [0, 0, 0, 8, 8, 0, 8]  # the reference's own sign/NaN/tie behaviour

@@ -86,8 +86,31 @@ def test_gemm_compiles(a_mode, write_partial, even_k, block_m):
     block_n, block_k, warps = (128, 128, 8) if block_m > 64 else (64, 256, 4)
     compile_for(HOPPER, nvfp4_gemm_kernel, _ptrs(a_ptr=a_ptr, a_scale_ptr="*u8", gx_ptr="*fp32", out_ptr="*bf16"), dict(
         A_MODE=a_mode, HAS_BIAS=True, WRITE_PARTIAL=write_partial, OP_DTYPE=tl.float16, USE_ASM=True,
-        INTERPRET=False, EVEN_K=even_k, BLOCK_N=block_n, BLOCK_M=block_m, BLOCK_K=block_k,
+        INTERPRET=False, EVEN_K=even_k, BLOCK_N=block_n, BLOCK_M=block_m, BLOCK_K=block_k, W_AS_B=False,
     ), num_warps=warps)
+
+
+@pytest.mark.parametrize("target", [HOPPER, AMPERE], ids=["sm90", "sm80"])
+@pytest.mark.parametrize("m", [5, 32, 64, 128])
+@pytest.mark.parametrize("op", ["fp16", "bf16"])
+def test_gemm_weight_as_right_operand_compiles(target, m, op):
+    """Every ``W_AS_B`` tile the small-M tuner can pick (launch.small_m_candidates), split-K
+    partials and fused epilogue; on sm_90 the K loop must be one asynchronous wgmma over the
+    weight in shared memory (the point of this orientation), with no layout conversion."""
+    import torch
+
+    from nvfp4.ops.launch import small_m_candidates
+
+    for i, cand in enumerate(c for c in small_m_candidates(m, 4096, 4096, torch.device("cpu"), False) if c.get("W_AS_B")):
+        kernel = compile_for(target, nvfp4_gemm_kernel, _ptrs(a_ptr="*" + op, a_scale_ptr="*u8", gx_ptr="*fp32", out_ptr="*bf16"), dict(
+            A_MODE=0, HAS_BIAS=True, WRITE_PARTIAL=i == 0, OP_DTYPE=OP[op], USE_ASM=True, INTERPRET=False, EVEN_K=True,
+            BLOCK_N=cand["BLOCK_N"], BLOCK_M=cand["BLOCK_M"], BLOCK_K=cand["BLOCK_K"], W_AS_B=True,
+        ), num_warps=cand["num_warps"], num_stages=cand["num_stages"])
+        ttgir = kernel.asm["ttgir"]
+        loop = ttgir[ttgir.index("scf.for"):ttgir.index("scf.yield")]
+        assert "convert_layout" not in loop, cand
+        if target is HOPPER and cand["BLOCK_M"] >= 64:
+            assert loop.count("ttng.warp_group_dot ") == 1 and "isAsync = true" in loop, cand
 
 
 @pytest.mark.parametrize("out_mode,values,scale", [

@@ -47,8 +47,16 @@ def test_every_e4m3_scale_byte():
     int_dot_checks.check_scale_decode_all_bytes("cpu")
 
 
+def test_signed_weight_words_every_code():
+    int_dot_checks.check_signed_words_all_codes("cpu", use_asm=False)
+
+
 def test_e2m1_round_at_every_tie_and_neighbour():
     int_dot_checks.check_e2m1_round("cpu")
+
+
+def test_e2m1_code_at_every_tie_and_special_value():
+    int_dot_checks.check_e2m1_code("cpu")
 
 
 def _special_activations(m, k, dtype, seed):
@@ -176,6 +184,24 @@ def test_auto_policy_fuses_the_quantization_only_for_one_row(monkeypatch):
     monkeypatch.setenv("NVFP4_TRITON_DP4A", "unfused")
     assert not launch_dp4a.dp4a_config(1, 4096, 4096, dev)["FUSED_QUANT"]
     assert launch_dp4a.dp4a_config(1, 4096, 4096, dev, {"FUSED_QUANT": True})["FUSED_QUANT"]
+
+
+def test_tile_candidates_follow_the_variant_switch(monkeypatch):
+    assert launch_dp4a.candidates(1)[0]["FUSED_QUANT"] and not launch_dp4a.candidates(4)[0]["FUSED_QUANT"]
+    monkeypatch.setenv("NVFP4_TRITON_DP4A", "unfused")
+    for m in (1, 2, 3, 4):
+        cands = launch_dp4a.candidates(m)
+        assert cands and not any(c["FUSED_QUANT"] for c in cands)
+        assert len(cands) == len({tuple(sorted(c.items())) for c in cands})  # forced variant: no duplicates
+    monkeypatch.setenv("NVFP4_TRITON_DP4A", "fused")
+    assert all(c["FUSED_QUANT"] for c in launch_dp4a.candidates(2))
+    from nvfp4.ops import tuning
+
+    monkeypatch.setenv("NVFP4_TRITON_TUNE", "always")
+    with pytest.raises(ValueError, match="NVFP4_TRITON_TUNE"):
+        tuning.tune_mode()
+    monkeypatch.setenv("NVFP4_TRITON_TUNE", "off")
+    assert tuning.tune_mode() == "off"
 
 
 def test_bad_settings_and_shapes_are_refused(monkeypatch):

@@ -103,6 +103,32 @@ def test_w4a16_linear(dtype, m, n, k):
     assert_close_to_exact(out, x.float(), wp, ws, alpha, bias, f"w4a16 M={m}")
 
 
+@pytest.mark.parametrize("w_as_b", [True, False])
+@pytest.mark.parametrize("m,n,k,split", [(5, 72, 128, 1), (17, 80, 192, 3), (70, 64, 16, 1), (1, 40, 64, 1)])
+def test_both_operand_orientations_of_the_tensor_core_gemm(w_as_b, m, n, k, split):
+    """``W_AS_B`` (weight through shared memory as the right MMA operand) and swap-AB (weight
+    as the left register operand), with and without split-K, W4A4 (fp16 operand) and W4A16."""
+    wp, ws, gw = _weights(n, k, seed=m + k)
+    x = (torch.randn(m, k) * 2).to(torch.bfloat16)
+    gx = _gx(x)
+    alpha = (1.0 / (gx * gw)).expand(n).contiguous()
+    bias = torch.randn(n).to(torch.bfloat16)
+    cfg = dict(W_AS_B=w_as_b, SPLIT_K=split)
+    rp, rs = quantize_activation(x, gx)
+    out = launch.linear_w4a4(x, wp, ws, gx, alpha, bias, config=cfg)
+    assert_close_to_exact(out, activation_operand(rp, rs), wp, ws, alpha, bias, f"w4a4 W_AS_B={w_as_b} M={m}")
+    out16 = launch.linear_w4a16(x, wp, ws, (1.0 / gw).expand(n).contiguous(), None, config=cfg)
+    assert_close_to_exact(out16, x.float(), wp, ws, (1.0 / gw).expand(n), None, f"w4a16 W_AS_B={w_as_b} M={m}")
+
+
+def test_small_m_candidates_put_the_shared_memory_orientation_first():
+    for m in (5, 16, 17, 64, 100, 128):
+        cands = launch.small_m_candidates(m, 4096, 4096, torch.device("cpu"), with_gemv=False)
+        assert cands[0]["W_AS_B"] and any(c.get("W_AS_B") is False for c in cands)
+        assert all(c["BLOCK_M"] >= min(m, 128) for c in cands if c.get("W_AS_B"))
+    assert launch.small_m_candidates(3, 64, 256, torch.device("cpu"), with_gemv=True)[-1] == {"PATH": "gemv"}
+
+
 def test_gemv_path_runs_for_tiny_m():
     wp, ws, gw = _weights(72, 128, seed=3)
     x = torch.randn(2, 128).to(torch.bfloat16)

@@ -46,8 +46,16 @@ def test_every_e4m3_scale_byte_on_hardware():
     int_dot_checks.check_scale_decode_all_bytes(DEV)
 
 
+def test_signed_weight_words_on_hardware():
+    int_dot_checks.check_signed_words_all_codes(DEV, use_asm=True)
+
+
 def test_e2m1_rounding_on_hardware():
     int_dot_checks.check_e2m1_round(DEV)
+
+
+def test_e2m1_codes_on_hardware():
+    int_dot_checks.check_e2m1_code(DEV)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -135,6 +143,48 @@ def test_non_finite_activations_on_hardware():
     assert torch.isfinite(out[:2]).all() and torch.isnan(out[2]).all()
     rp, rs = quantize_activation(x[:2], gx)
     assert_close_to_exact(out[:2], activation_operand(rp, rs), wp, ws, alpha, None, "Inf rows")
+
+
+@pytest.mark.parametrize("m", [1, 3])
+def test_every_tuner_candidate_exact_and_the_choice_cached(m):
+    """Each tile candidate within the exact bound; the tuner times them once per shape, keeps
+    one of them and then launches only that (one GEMV per call)."""
+    launch, launch_dp4a = _launch()
+    n, k = 6144, 4096
+    wp, ws, gw = _layer(n, k, seed=11 + m)
+    x = torch.randn(m, k, device=DEV, dtype=torch.bfloat16)
+    gx = torch.tensor([448.0 * 6.0 / float(x.abs().max())], device=DEV)
+    alpha = (1.0 / (gx * gw)).expand(n).contiguous()
+    rp, rs = quantize_activation(x, gx)
+    for cand in launch_dp4a.candidates(m):
+        out = launch_dp4a.linear_w4a4_dp4a(x, wp, ws, gx, alpha, None, cand)
+        assert_close_to_exact(out, activation_operand(rp, rs), wp, ws, alpha, None, f"candidate {cand}")
+    launch_dp4a._CHOICE.clear()
+    tuned = launch_dp4a.linear_w4a4_dp4a(x, wp, ws, gx, alpha, None)
+    (choice,) = launch_dp4a._CHOICE.values()
+    assert choice in launch_dp4a.candidates(m)
+    assert torch.equal(tuned, launch_dp4a.linear_w4a4_dp4a(x, wp, ws, gx, alpha, None, choice))
+    before = launch.KERNEL_LAUNCHES["gemv_dp4a"]
+    assert torch.equal(launch_dp4a.linear_w4a4_dp4a(x, wp, ws, gx, alpha, None), tuned)
+    assert launch.KERNEL_LAUNCHES["gemv_dp4a"] == before + 1
+
+
+def test_shape_first_seen_in_a_capture_keeps_the_default_tiles():
+    _, launch_dp4a = _launch()
+    n, k = 2048, 3072
+    wp, ws, gw = _layer(n, k, seed=17)
+    x = torch.randn(1, k, device=DEV, dtype=torch.bfloat16)
+    gx = torch.tensor([448.0 * 6.0 / float(x.abs().max())], device=DEV)
+    alpha = (1.0 / (gx * gw)).expand(n).contiguous()
+    launch_dp4a.linear_w4a4_dp4a(x, wp, ws, gx, alpha, None, launch_dp4a.candidates(1)[0])  # compile outside
+    launch_dp4a._CHOICE.clear()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = launch_dp4a.linear_w4a4_dp4a(x, wp, ws, gx, alpha, None)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert list(launch_dp4a._CHOICE.values()) == [launch_dp4a.candidates(1)[0]]
+    assert torch.equal(out, launch_dp4a.linear_w4a4_dp4a(x, wp, ws, gx, alpha, None))
 
 
 def test_deterministic_and_counters_back_at_zero():

@@ -133,6 +133,53 @@ def test_w4a4_matches_exact(dtype, n, k):
     assert m < 512 or launches["cublas_gemm"] > 0
 
 
+@pytest.mark.parametrize("n,k", [(4096, 4096), (1000, 2048), (6144, 432)])
+@pytest.mark.parametrize("m", [2, 5, 16, 33, 64, 100, 128])
+def test_every_small_m_candidate_matches_exact(m, n, k):
+    """Each configuration the small-M tuner can pick (both MMA operand orientations, the
+    CUDA-core GEMV at M <= 4), W4A4 (fp16 operand) and W4A16 (bf16), then the tuned choice."""
+    from nvfp4.ops import launch
+
+    wp, ws, gw = _weights(n, k, seed=m)
+    x = (torch.randn(m, k, device=DEV) * 2).to(torch.bfloat16)
+    gx = _gx(x)
+    alpha = (1.0 / (gx * gw)).expand(n).contiguous()
+    bias = (torch.randn(n, device=DEV) * 0.1).to(torch.bfloat16)
+    rp, rs = quantize_activation(x, gx)
+    a = activation_operand(rp, rs)
+    x_hat = launch.quantize_activation(x, gx, dequant_dtype=torch.float16)
+    gemv_ok = launch.gemv_config(m, n, k, x.device) is not None
+    cands = launch.small_m_candidates(m, n, k, x.device, with_gemv=gemv_ok)
+    for cand in cands:
+        if cand.get("PATH") == "gemv":
+            cfg = launch.gemv_config(m, n, k, x.device)
+            out = launch.gemv(x_hat, wp, ws.view(torch.uint8), alpha, bias, torch.bfloat16, tl_fp16(), cfg)
+            out16 = launch.gemv(x, wp, ws.view(torch.uint8), (1.0 / gw).expand(n).contiguous(), bias, torch.bfloat16, tl_bf16(), cfg)
+        else:
+            out = launch.gemm(x_hat, None, 0, wp, ws.view(torch.uint8), alpha, bias, None, torch.bfloat16, tl_fp16(), cand)
+            out16 = launch.gemm(x, None, 0, wp, ws.view(torch.uint8), (1.0 / gw).expand(n).contiguous(), bias, torch.bfloat16,
+                                tl_bf16(), cand)
+        assert_close_to_exact(out, a, wp, ws, alpha, bias, f"w4a4 M={m} N={n} K={k} {cand}")
+        assert_close_to_exact(out16, x.float(), wp, ws, (1.0 / gw).expand(n), bias, f"w4a16 M={m} N={n} K={k} {cand}")
+    launch._SMALL_PATH_CHOICE.clear()
+    tuned = launch._small_gemm(x_hat, wp, ws.view(torch.uint8), alpha, bias, torch.bfloat16, tl_fp16())
+    assert list(launch._SMALL_PATH_CHOICE.values())[0] in cands
+    assert_close_to_exact(tuned, a, wp, ws, alpha, bias, f"tuned M={m}")
+    assert torch.equal(tuned, launch._small_gemm(x_hat, wp, ws.view(torch.uint8), alpha, bias, torch.bfloat16, tl_fp16()))
+
+
+def tl_fp16():
+    import triton.language as tl
+
+    return tl.float16
+
+
+def tl_bf16():
+    import triton.language as tl
+
+    return tl.bfloat16
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("n,k", SHAPES)
 def test_w4a16_matches_exact(dtype, n, k):

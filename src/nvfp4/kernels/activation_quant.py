@@ -20,7 +20,7 @@ E2M1 rounding of ``fp_bits.e2m1_round_magnitude`` (a handful of instructions per
 import triton
 import triton.language as tl
 
-from .fp_bits import e2m1_code_from_magnitude, e2m1_round, e4m3_byte_from_value, quantize_groups, safe_reciprocal
+from .fp_bits import e2m1_code, e2m1_round, e4m3_byte_from_value, quantize_groups, safe_reciprocal
 
 OUT_PACKED = 0
 OUT_DEQUANT = 1
@@ -65,12 +65,9 @@ def activation_quant_kernel(
         tl.store(values_ptr + rows64[:, None] * K + cols[None, :], twice, mask=mask)
         tl.store(scale_ptr + rows64[:, None] * (K // 16) + groups[None, :], scale, mask=group_mask)
     else:
-        # NaN elements get code 0 (the reference's comparisons are all false for NaN); the
-        # sign bit is set for scaled < 0, so a small negative gives 0x8 as in the reference.
-        r = tl.abs(e2m1_round(tl.where(scaled == scaled, scaled, 0.0)))
-        codes = e2m1_code_from_magnitude(r) | ((scaled < 0).to(tl.int32) << 3)
-        low, high = tl.split(tl.reshape(codes, (BLOCK_R, BLOCK_K // 2, 2)))
-        packed = (low | (high << 4)).to(tl.uint8)
+        # Pairs split inside the group view: each thread already holds them (no layout change).
+        low, high = tl.split(tl.reshape(e2m1_code(scaled), (BLOCK_R, G, 8, 2)))
+        packed = tl.reshape((low | (high << 4)).to(tl.uint8), (BLOCK_R, BLOCK_K // 2))
         half_cols = pid_k * (BLOCK_K // 2) + tl.arange(0, BLOCK_K // 2)
         tl.store(
             values_ptr + rows64[:, None] * (K // 2) + half_cols[None, :],

@@ -37,7 +37,7 @@ def _gemm_body(
     M, N, K, stride_am, stride_wn, stride_ws, TILES_PER_SPLIT,
     A_MODE: tl.constexpr, HAS_BIAS: tl.constexpr, WRITE_PARTIAL: tl.constexpr, OP_DTYPE: tl.constexpr,
     USE_ASM: tl.constexpr, INTERPRET: tl.constexpr, EVEN_K: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, W_AS_B: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
     pid_m = tl.program_id(1)
@@ -71,7 +71,10 @@ def _gemm_body(
 
     # Split s owns K tiles [s*TILES_PER_SPLIT, (s+1)*TILES_PER_SPLIT). With EVEN_K every tile
     # is inside K (no masks); otherwise tiles past K are masked to zero.
-    acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+    if W_AS_B:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    else:
+        acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
     for i in tl.range(0, TILES_PER_SPLIT):
         if EVEN_K:
             w_packed = tl.load(w_ptrs)
@@ -102,13 +105,20 @@ def _gemm_body(
                 a = x.to(OP_DTYPE)
         if INTERPRET:
             # The interpreter's bf16 dot is not exact; fp32 operands are (they are exact values).
-            acc += tl.dot(w.to(tl.float32), tl.trans(a.to(tl.float32)), input_precision="ieee")
+            if W_AS_B:
+                acc += tl.dot(a.to(tl.float32), tl.trans(w.to(tl.float32)), input_precision="ieee")
+            else:
+                acc += tl.dot(w.to(tl.float32), tl.trans(a.to(tl.float32)), input_precision="ieee")
+        elif W_AS_B:
+            acc = tl.dot(a, tl.trans(w), acc)
         else:
             acc = tl.dot(w, tl.trans(a), acc)
         w_ptrs += HALF_K
         ws_ptrs += GROUPS
         a_ptrs += a_step
 
+    if W_AS_B:
+        acc = tl.trans(acc)  # [BLOCK_N, BLOCK_M] for the shared epilogue (once per program)
     n_mask = offs_n < N
     m_mask = offs_m < M
     out_mask = n_mask[:, None] & m_mask[None, :]
@@ -135,12 +145,12 @@ def nvfp4_gemm_kernel(
     M_BUCKET,  # an autotuning key only (power of two >= M)
     A_MODE: tl.constexpr, HAS_BIAS: tl.constexpr, WRITE_PARTIAL: tl.constexpr, OP_DTYPE: tl.constexpr,
     USE_ASM: tl.constexpr, INTERPRET: tl.constexpr, EVEN_K: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, W_AS_B: tl.constexpr = False,
 ):
     _gemm_body(
         a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, alpha_ptr, bias_ptr, gx_ptr, out_ptr, partial_ptr,
         M, N, K, stride_am, stride_wn, stride_ws, TILES_PER_SPLIT, A_MODE, HAS_BIAS, WRITE_PARTIAL, OP_DTYPE, USE_ASM, INTERPRET,
-        EVEN_K, BLOCK_N, BLOCK_M, BLOCK_K,
+        EVEN_K, BLOCK_N, BLOCK_M, BLOCK_K, W_AS_B,
     )
 
 
@@ -152,10 +162,10 @@ def nvfp4_gemm_kernel_interpreted(
     SPLIT_K, M_BUCKET,
     A_MODE: tl.constexpr, HAS_BIAS: tl.constexpr, WRITE_PARTIAL: tl.constexpr, OP_DTYPE: tl.constexpr,
     USE_ASM: tl.constexpr, INTERPRET: tl.constexpr, EVEN_K: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, W_AS_B: tl.constexpr = False,
 ):
     _gemm_body(
         a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, alpha_ptr, bias_ptr, gx_ptr, out_ptr, partial_ptr,
         M, N, K, stride_am, stride_wn, stride_ws, TILES_PER_SPLIT, A_MODE, HAS_BIAS, WRITE_PARTIAL, OP_DTYPE, USE_ASM, INTERPRET,
-        EVEN_K, BLOCK_N, BLOCK_M, BLOCK_K,
+        EVEN_K, BLOCK_N, BLOCK_M, BLOCK_K, W_AS_B,
     )

@@ -26,7 +26,9 @@ import triton
 import triton.language as tl
 
 from .fp_bits import e2m1_round, linear_epilogue, quantize_groups, safe_reciprocal
-from .int_dot import e4m3_byte_to_f32_times_2m8, fp4_word_to_int8, group_int_dot, load_lut
+from .int_dot import (
+    e4m3_byte_to_f32_times_2m8, fp4_word_to_int8, group_int_dot, group_int_dot_signed, load_lut, signed_int8_words,
+)
 
 # Each term carries 2^-8 from the scale decode and 1/4 from the two factors of 2 in I.
 TERM_CORRECTION = tl.constexpr(64.0)
@@ -62,9 +64,13 @@ def _activation_words(x_ptr, xs_ptr, gx, inv_gx, r, k0, M, K, stride_xm, FUSED_Q
 
 
 @triton.jit
-def _row_terms(p0, p1, p2, p3, n0, n1, n2, n3, sw, x0, x1, x2, x3, sx, USE_ASM: tl.constexpr):
-    """fp32 ``I * sw * sx * 2^-8`` per (row n, group) of one activation row: exact."""
-    i = group_int_dot(p0, p1, p2, p3, n0, n1, n2, n3, x0[None, :], x1[None, :], x2[None, :], x3[None, :], USE_ASM)
+def _row_terms(p0, p1, p2, p3, n0, n1, n2, n3, sw, x0, x1, x2, x3, sx, SIGNED: tl.constexpr, USE_ASM: tl.constexpr):
+    """fp32 ``I * sw * sx * 2^-8`` per (row n, group) of one activation row: exact.
+    ``SIGNED``: ``p*`` are signed weight words (``signed_int8_words``) and ``n*`` unused."""
+    if SIGNED:
+        i = group_int_dot_signed(p0, p1, p2, p3, x0[None, :], x1[None, :], x2[None, :], x3[None, :], USE_ASM)
+    else:
+        i = group_int_dot(p0, p1, p2, p3, n0, n1, n2, n3, x0[None, :], x1[None, :], x2[None, :], x3[None, :], USE_ASM)
     return i.to(tl.float32) * (sw * sx[None, :])
 
 
@@ -108,7 +114,12 @@ def _gemv_dp4a_body(
     k_first = pid_k * TILES_PER_SPLIT * BLOCK_K
     # One int64 = the 8 bytes (16 codes) of a group; stride_wn = K/2 is a multiple of 8.
     w_ptrs = w_ptr.to(tl.pointer_type(tl.int64)) + rows_w[:, None] * (stride_wn // 8) + (k_first // 16 + g)[None, :]
-    ws_ptrs = ws_ptr + rows_w[:, None] * stride_ws + (k_first // 16 + g)[None, :]
+    # The scale bytes are read 2 per thread (g written so that Triton proves only 2-element
+    # contiguity): that gives their load the weight words' layout (2 int64 per thread).
+    # With 8-byte scale loads the layouts differ and Triton moved every row's accumulator
+    # through shared memory in every K step to match them.
+    g_pairs = (g // 2) * 2 + g % 2
+    ws_ptrs = ws_ptr + rows_w[:, None] * stride_ws + (k_first // 16 + g_pairs)[None, :]
     lut_low, lut_high = load_lut(lut_ptr)
     gx = 1.0
     inv_gx = 1.0
@@ -116,6 +127,9 @@ def _gemv_dp4a_body(
         gx = tl.load(gx_ptr)
         inv_gx = safe_reciprocal(gx)
 
+    # Several activation rows: sign the weight words once per group (2 ops per word) and
+    # run 4 dp4a per row instead of 8 (one row: the 8 dp4a are cheaper than the signing).
+    SIGNED: tl.constexpr = ROWS > 1
     acc0 = tl.zeros((BLOCK_N, G), dtype=tl.float32)
     acc1 = tl.zeros((BLOCK_N, G), dtype=tl.float32)
     acc2 = tl.zeros((BLOCK_N, G), dtype=tl.float32)
@@ -134,16 +148,21 @@ def _gemv_dp4a_body(
         sw = e4m3_byte_to_f32_times_2m8(sbytes.to(tl.int32))
         p0, p1, n0, n1 = fp4_word_to_int8((w & 0xFFFFFFFF).to(tl.int32), lut_low, lut_high, USE_ASM)
         p2, p3, n2, n3 = fp4_word_to_int8((w >> 32).to(tl.int32), lut_low, lut_high, USE_ASM)
+        if SIGNED:
+            p0 = signed_int8_words(p0, n0)
+            p1 = signed_int8_words(p1, n1)
+            p2 = signed_int8_words(p2, n2)
+            p3 = signed_int8_words(p3, n3)
         x0, x1, x2, x3, sx = _activation_words(x_ptr, xs_ptr, gx, inv_gx, 0, k0, M, K, stride_xm, FUSED_QUANT, BLOCK_K)
-        acc0 += _row_terms(p0, p1, p2, p3, n0, n1, n2, n3, sw, x0, x1, x2, x3, sx, USE_ASM)
+        acc0 += _row_terms(p0, p1, p2, p3, n0, n1, n2, n3, sw, x0, x1, x2, x3, sx, SIGNED, USE_ASM)
         if ROWS > 1:
             x0, x1, x2, x3, sx = _activation_words(x_ptr, xs_ptr, gx, inv_gx, 1, k0, M, K, stride_xm, FUSED_QUANT, BLOCK_K)
-            acc1 += _row_terms(p0, p1, p2, p3, n0, n1, n2, n3, sw, x0, x1, x2, x3, sx, USE_ASM)
+            acc1 += _row_terms(p0, p1, p2, p3, n0, n1, n2, n3, sw, x0, x1, x2, x3, sx, SIGNED, USE_ASM)
         if ROWS > 2:
             x0, x1, x2, x3, sx = _activation_words(x_ptr, xs_ptr, gx, inv_gx, 2, k0, M, K, stride_xm, FUSED_QUANT, BLOCK_K)
-            acc2 += _row_terms(p0, p1, p2, p3, n0, n1, n2, n3, sw, x0, x1, x2, x3, sx, USE_ASM)
+            acc2 += _row_terms(p0, p1, p2, p3, n0, n1, n2, n3, sw, x0, x1, x2, x3, sx, SIGNED, USE_ASM)
             x0, x1, x2, x3, sx = _activation_words(x_ptr, xs_ptr, gx, inv_gx, 3, k0, M, K, stride_xm, FUSED_QUANT, BLOCK_K)
-            acc3 += _row_terms(p0, p1, p2, p3, n0, n1, n2, n3, sw, x0, x1, x2, x3, sx, USE_ASM)
+            acc3 += _row_terms(p0, p1, p2, p3, n0, n1, n2, n3, sw, x0, x1, x2, x3, sx, SIGNED, USE_ASM)
         w_ptrs += G
         ws_ptrs += G
 

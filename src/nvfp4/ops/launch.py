@@ -41,10 +41,10 @@ from ..kernels.gemm import A_DENSE, A_PACKED, A_QUANTIZE, nvfp4_gemm_kernel, nvf
 from ..kernels.gemv import gemv_kernel, gemv_kernel_interpreted
 from ..kernels.splitk_reduce import splitk_reduce_kernel
 from ..kernels.weight_dequant import weight_dequant_kernel
+from . import tuning
 
 logger = logging.getLogger("nvfp4")
 
-SMALL_M_MAX = 64
 SPLITK_M_MAX = 128  # the heuristic split-K tensor-core path serves M up to this
 GEMV_M_MAX = 4  # the CUDA-core path (kernels/gemv.py) is offered up to this M
 GEMV_ENV = "NVFP4_TRITON_GEMV"  # "auto" (time both once per shape), "always", "never"
@@ -145,7 +145,7 @@ def small_m_config(m: int, n: int, k: int, device: torch.device, override: dict 
     """Fixed tiles for the decode path; split-K sized for ~2 waves over the SMs."""
     # From benchmarks/tune_small_m.py on an H100 (8B o_proj, M = 1..64): BLOCK_N=64,
     # BLOCK_K=256, 4 warps, 3 stages was within a few % of the best everywhere.
-    cfg = dict(BLOCK_M=min(_pow2_at_least(m, 16), 128), BLOCK_N=64, BLOCK_K=256, num_warps=4, num_stages=3)
+    cfg = dict(BLOCK_M=min(_pow2_at_least(m, 16), 128), BLOCK_N=64, BLOCK_K=256, num_warps=4, num_stages=3, W_AS_B=False)
     if m > 64:
         cfg.update(BLOCK_N=128, BLOCK_K=128, num_warps=8)
     if override:
@@ -235,7 +235,7 @@ def gemm(
         kernel[grid](
             *args, partial, m, n, k, stride_am, k // 2, k // 16, triton.cdiv(triton.cdiv(k, cfg["BLOCK_K"]), split), split, 0,
             WRITE_PARTIAL=split > 1, EVEN_K=cfg["EVEN_K"],
-            BLOCK_N=cfg["BLOCK_N"], BLOCK_M=cfg["BLOCK_M"], BLOCK_K=cfg["BLOCK_K"],
+            BLOCK_N=cfg["BLOCK_N"], BLOCK_M=cfg["BLOCK_M"], BLOCK_K=cfg["BLOCK_K"], W_AS_B=bool(cfg["W_AS_B"]),
             num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], **common,
         )
         KERNEL_LAUNCHES["gemm_small_m"] += 1
@@ -297,40 +297,55 @@ def _reduce(partial, alpha, bias, out, split):
     KERNEL_LAUNCHES["splitk_reduce"] += 1
 
 
+def small_m_candidates(m: int, n: int, k: int, device: torch.device, with_gemv: bool) -> list[dict]:
+    """What ``_small_gemm`` chooses from (timed once per shape and M bucket, ``tuning.pick``).
+
+    ``W_AS_B`` tiles first (the untuned default): the activation is the left MMA operand and
+    the dequantized weight goes through shared memory as the right one, so Hopper's wgmma
+    runs asynchronously, one per K step (6.7-8 SASS instructions per weight element in the
+    compiled sm_90 loop); then the swap-AB tiles of ``small_m_config`` (weight as the
+    register operand: 16 wgmma per K step, each waited for; 12.5 instructions per element),
+    and, for M <= ``GEMV_M_MAX``, the CUDA-core GEMV."""
+    bm = min(_pow2_at_least(m, 16), 128)
+    if bm <= 32:
+        tiles = [(64, 256, 4), (128, 128, 4)]
+    elif bm == 64:
+        tiles = [(64, 128, 4), (128, 128, 4)]
+    else:
+        tiles = [(128, 128, 8), (64, 128, 4)]
+    cands = [dict(W_AS_B=True, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=3) for bn, bk, w in tiles]
+    cands.append(dict(W_AS_B=False))
+    if with_gemv:
+        cands.append(dict(PATH="gemv"))
+    return cands
+
+
 def _small_gemm(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, config=None):
-    """M <= SMALL_M_MAX: the CUDA-core path or the tensor-core split-K path, whichever this
-    GPU runs faster for this shape (timed once per shape, outside CUDA-graph capture)."""
+    """M <= SPLITK_M_MAX: the tensor-core split-K GEMM in either operand orientation, or (M <=
+    GEMV_M_MAX) the CUDA-core path, whichever this GPU runs fastest for the shape (timed once
+    per shape and M bucket outside CUDA-graph capture, ``tuning.pick``)."""
     m, k = a.shape
     n = w_packed.shape[0]
-    cfg = gemv_config(m, n, k, a.device) if config is None else None
-    mode = os.environ.get(GEMV_ENV, "auto").strip().lower()
-    if cfg is None or mode == "never":
+    if config is not None:
         return gemm(a, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, op_dtype, config)
-    if mode == "always" or interpreting() or a.device.type != "cuda":
-        return gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, cfg)
-    key = (m, n, k, a.dtype, str(op_dtype), bias is not None, a.device.index)
-    choice = _SMALL_PATH_CHOICE.get(key)
-    if choice is None:
-        if torch.cuda.is_current_stream_capturing():
-            choice = "mma"  # cannot time inside a capture; the tensor-core path is the safe default
-        else:
-            def run_gemv():
-                return gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, cfg)
+    gemv_cfg = gemv_config(m, n, k, a.device)
+    mode = os.environ.get(GEMV_ENV, "auto").strip().lower()
+    if mode not in ("auto", "always", "never"):
+        raise ValueError(f"{GEMV_ENV}={mode!r}: expected 'auto', 'always' or 'never'")
+    if gemv_cfg is not None and (mode == "always" or interpreting() or a.device.type != "cuda"):
+        return gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, gemv_cfg)
 
-            def run_mma():
-                return gemm(a, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, op_dtype)
+    def run(cand):
+        if cand.get("PATH") == "gemv":
+            return gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, gemv_cfg)
+        return gemm(a, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, op_dtype, cand)
 
-            t_gemv = triton.testing.do_bench(run_gemv, warmup=5, rep=20, return_mode="median")
-            t_mma = triton.testing.do_bench(run_mma, warmup=5, rep=20, return_mode="median")
-            choice = "gemv" if t_gemv < t_mma else "mma"
-            _SMALL_PATH_CHOICE[key] = choice
-            logger.info(
-                "NVFP4 triton: M=%d N=%d K=%d uses the %s path (CUDA-core %.1f us, tensor-core %.1f us)",
-                m, n, k, choice, t_gemv * 1e3, t_mma * 1e3,
-            )
-    if choice == "gemv":
-        return gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, cfg)
-    return gemm(a, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, op_dtype)
+    cands = small_m_candidates(m, n, k, a.device, gemv_cfg is not None and mode == "auto")
+    if interpreting():
+        return run(cands[0])
+    key = (_pow2_at_least(m, 1) if m <= GEMV_M_MAX else min(_pow2_at_least(m, 16), 128), n, k, a.dtype,
+           str(op_dtype), a.device.index)
+    return run(tuning.pick(_SMALL_PATH_CHOICE, key, cands, run, a.device, "small-M GEMM"))
 
 
 def dequantize_weight(w_packed, w_scale_u8, dtype: torch.dtype) -> torch.Tensor:
@@ -391,7 +406,7 @@ def linear_w4a4(x, w_packed, w_scale, gx, alpha, bias, alpha_scalar=None, config
         return _cublas_gemm(x_hat, w_packed, w_scale_u8, alpha_scalar, bias)
     tl_op, torch_op = _op_dtype(x.dtype, True)
     x_hat = quantize_activation(x, gx, dequant_dtype=torch_op)
-    if m <= SMALL_M_MAX:
+    if m <= SPLITK_M_MAX:
         return _small_gemm(x_hat, w_packed, w_scale_u8, alpha, bias, x.dtype, tl_op, config)
     return gemm(x_hat, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, x.dtype, tl_op, config)
 
@@ -405,7 +420,7 @@ def linear_w4a16(x, w_packed, w_scale, alpha, bias, alpha_scalar=None, config=No
     if _cublas_path(x.shape[0], alpha_scalar, x.device):
         return _cublas_gemm(x, w_packed, w_scale_u8, alpha_scalar, bias)
     tl_op, _ = _op_dtype(x.dtype, False)
-    if x.shape[0] <= SMALL_M_MAX:
+    if x.shape[0] <= SPLITK_M_MAX:
         return _small_gemm(x, w_packed, w_scale_u8, alpha, bias, x.dtype, tl_op, config)
     return gemm(x, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, x.dtype, tl_op, config)
 

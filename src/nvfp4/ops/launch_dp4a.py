@@ -3,13 +3,20 @@
 ``NVFP4_TRITON_DP4A`` picks the variant: ``auto`` (the default), ``fused`` (the activation
 is quantized inside the GEMV: one launch per linear), ``unfused`` (the activation kernel
 writes int8 values + fp32 scales first, then the GEMV) or ``off`` (W4A4 decode runs on the
-float paths of ``launch.py``). ``auto`` is fused at M = 1 and unfused at M = 2..4, from the
-H200 run in ``benchmarks/results/raw/h200_decode_run.csv`` (median over the 8 Llama shapes
-vs bf16: M = 1 fused 1.90x / unfused 1.66x; M = 2 1.15x / 1.21x; M = 4 0.63x / 0.84x, the
-float paths 0.78x): every program re-quantizes its K slice once per activation row, which
-stops paying for itself beyond one row. The split-K partial sums are reduced inside the kernel by the last program
-of each N tile, which needs a zeroed int32 counter per N tile; those counters reset
-themselves, so one buffer per (device, stream) serves every launch, CUDA graphs included.
+float paths of ``launch.py``). Fused pays at M = 1 and stops paying beyond one row (every
+program re-quantizes its K slice once per activation row): from the H200 runs in
+``benchmarks/results/raw/``, median over the 8 Llama shapes vs bf16, M = 1 fused 1.90x /
+unfused 1.66x, M = 4 0.62x / 0.84x.
+
+Tiles: the best tile and split-K setting depends on the shape (H200 sweep of 2026-12-02:
+at M = 1 the best of 12 candidates beat the single default by 0-35% per shape, with no
+simple rule behind the winners), so a few candidates (``CANDIDATES``) are timed once per
+(M, N, K, dtype, device) by ``tuning.pick`` and the fastest is kept (``NVFP4_TRITON_TUNE=off``:
+always the first; CUDA-graph captures: see ``tuning``).
+
+The split-K partial sums are reduced inside the kernel by the last program of each N tile,
+which needs a zeroed int32 counter per N tile; those counters reset themselves, so one
+buffer per (device, stream) serves every launch, CUDA graphs included.
 """
 
 from __future__ import annotations
@@ -21,12 +28,35 @@ import triton
 
 from ..kernels.gemv_dp4a import gemv_dp4a_kernel, gemv_dp4a_kernel_interpreted
 from ..kernels.int_dot import LUT_HIGH, LUT_LOW
-from . import launch
+from . import launch, tuning
 
 DP4A_ENV = "NVFP4_TRITON_DP4A"
 DP4A_M_MAX = 4
 _COUNTERS: dict = {}
 _LUTS: dict = {}
+_CHOICE: dict = {}
+
+# Per row count, the candidates timed by the tuner; the first is the untuned default. From
+# the H200 sweep (benchmarks/results/raw/h200_decode_sweep_run2.csv): at M = 1 the 32-row,
+# 512-K, 8-programs-per-SM tile had the best geometric mean over the 8 Llama shapes (1.90x
+# vs 1.77x for the former default, 64 x 256 at 4 per SM), the pipelined 64 x 256 tile won on
+# the widest layers (70B gate_up 2.69x); at M = 2..4 the unfused, cp.async-pipelined tiles
+# won on every shape (M = 4: 0.99x median vs 0.83x).
+CANDIDATES = {
+    1: (
+        dict(BLOCK_N=32, BLOCK_K=512, num_warps=4, WAVES=8, NUM_STAGES=1, FUSED_QUANT=True),
+        dict(BLOCK_N=64, BLOCK_K=256, num_warps=4, WAVES=4, NUM_STAGES=3, FUSED_QUANT=True),
+        dict(BLOCK_N=32, BLOCK_K=256, num_warps=4, WAVES=8, NUM_STAGES=3, FUSED_QUANT=True),
+        dict(BLOCK_N=64, BLOCK_K=256, num_warps=4, WAVES=4, NUM_STAGES=1, FUSED_QUANT=False),
+    ),
+    2: (
+        dict(BLOCK_N=64, BLOCK_K=256, num_warps=4, WAVES=4, NUM_STAGES=3, FUSED_QUANT=False),
+        dict(BLOCK_N=64, BLOCK_K=256, num_warps=4, WAVES=2, NUM_STAGES=3, FUSED_QUANT=False),
+        dict(BLOCK_N=32, BLOCK_K=256, num_warps=4, WAVES=8, NUM_STAGES=3, FUSED_QUANT=False),
+        dict(BLOCK_N=64, BLOCK_K=256, num_warps=4, WAVES=4, NUM_STAGES=3, FUSED_QUANT=True),
+    ),
+}
+CANDIDATES[4] = CANDIDATES[2]
 
 
 def dp4a_mode() -> str:
@@ -40,15 +70,32 @@ def dp4a_applies(m: int, device: torch.device) -> bool:
     return 0 < m <= DP4A_M_MAX and (device.type == "cuda" or launch.interpreting()) and dp4a_mode() != "off"
 
 
-def dp4a_config(m: int, n: int, k: int, device: torch.device, override: dict | None = None) -> dict:
-    """Tiles and split-K: about ``WAVES`` programs per SM, every split a whole number of tiles."""
+def _rows(m: int) -> int:
+    return 1 if m == 1 else (2 if m == 2 else 4)
+
+
+def candidates(m: int) -> list[dict]:
+    """The tile candidates for M rows, with ``NVFP4_TRITON_DP4A=fused/unfused`` applied
+    (duplicates that the forced variant creates are dropped)."""
     mode = dp4a_mode()
-    cfg = dict(BLOCK_N=64, BLOCK_K=256, num_warps=4, WAVES=4, NUM_STAGES=1,
-               FUSED_QUANT=mode == "fused" or (mode == "auto" and m == 1))
+    out = []
+    for cand in CANDIDATES[_rows(m)]:
+        cand = dict(cand)
+        if mode in ("fused", "unfused"):
+            cand["FUSED_QUANT"] = mode == "fused"
+        if cand not in out:
+            out.append(cand)
+    return out
+
+
+def dp4a_config(m: int, n: int, k: int, device: torch.device, override: dict | None = None) -> dict:
+    """Tiles and split-K: the first candidate for M (or ``override`` on top of it), about
+    ``WAVES`` programs per SM, every split a whole number of tiles."""
+    cfg = dict(candidates(m)[0])
     if override:
         cfg.update(override)
     if launch.interpreting():
-        cfg.update(BLOCK_N=min(cfg["BLOCK_N"], 32), BLOCK_K=64)
+        cfg.update(BLOCK_N=min(cfg["BLOCK_N"], 32), BLOCK_K=64, NUM_STAGES=1)
     k_tiles = triton.cdiv(k, cfg["BLOCK_K"])
     n_tiles = triton.cdiv(n, cfg["BLOCK_N"])
     split = cfg.get("SPLIT_K") or triton.cdiv(cfg["WAVES"] * launch.num_sms(device), n_tiles)
@@ -57,8 +104,22 @@ def dp4a_config(m: int, n: int, k: int, device: torch.device, override: dict | N
     cfg["SPLIT_K"] = triton.cdiv(k_tiles, tiles_per_split)  # no empty split
     cfg["TILES_PER_SPLIT"] = tiles_per_split
     cfg["EVEN_K"] = k % cfg["BLOCK_K"] == 0 and k_tiles % tiles_per_split == 0
-    cfg["ROWS"] = 1 if m == 1 else (2 if m == 2 else 4)
+    cfg["ROWS"] = _rows(m)
     return cfg
+
+
+def tuned_override(x, w_packed, w_scale, gx, alpha, bias) -> dict:
+    """The candidate to run for this shape (``tuning.pick``: timed once, then cached)."""
+    m, k = x.shape
+    n = w_packed.shape[0]
+    if launch.interpreting():
+        return candidates(m)[0]
+    key = (m, n, k, x.dtype, dp4a_mode(), x.device.index)
+
+    def run(cand):
+        return linear_w4a4_dp4a(x, w_packed, w_scale, gx, alpha, bias, config=cand)
+
+    return tuning.pick(_CHOICE, key, candidates(m), run, x.device, "dp4a")
 
 
 def lut(device: torch.device) -> torch.Tensor:
@@ -93,6 +154,8 @@ def linear_w4a4_dp4a(x, w_packed, w_scale, gx, alpha, bias, config: dict | None 
         return out
     if m > DP4A_M_MAX:
         raise ValueError(f"linear_w4a4_dp4a: M = {m} > {DP4A_M_MAX}; use launch.linear_w4a4")
+    if config is None:
+        config = tuned_override(x, w_packed, w_scale, gx, alpha, bias)
     cfg = dp4a_config(m, n, k, x.device, config)
     if cfg["FUSED_QUANT"]:
         xq, xs = x, alpha  # xs unused
