@@ -6,8 +6,9 @@
 ``run`` times, per Llama-3.1 linear shape and M: bf16 ``F.linear`` (cuBLAS), the Triton
 W4A4 and W4A16 paths, the reference backend (on a subset of M: it is very slow at large
 shapes, see ``--ref-ms``), and the activation-quantization kernel alone. Medians of
-``triton.testing.do_bench``; for M <= 128 a CUDA graph of one call per weight copy is timed
-(launch overhead out, as in a serving loop); the weights are rotated through enough copies
+``triton.testing.do_bench`` over a CUDA graph of one call per weight copy, at every M
+(GPU time: launch overhead out, as in a serving loop; see ``--eager-shape`` for what an eager
+caller pays per call); the weights are rotated through enough copies
 (> 3x the 50 MB L2) that every call streams its weight from HBM. ``report`` merges CSVs into
 a markdown table and a PNG plot (speedup vs M per shape) with GPU, versions and date.
 """
@@ -36,7 +37,7 @@ MS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
 QUICK_MS = [1, 16, 128, 2048]
 REF_MS = [1, 16, 128]
 L2_BYTES = 50 * 2**20
-GRAPH_MAX_M = 128
+GRAPH_MAX_M = 1 << 30  # every M: see _time
 FIELDS = [
     "gpu", "torch", "triton", "date", "shape", "n", "k", "m", "impl", "time_us", "tflops", "weight_gbps",
     "speedup_vs_bf16", "speedup_vs_reference", "note",
@@ -188,12 +189,56 @@ def run(args) -> None:
         torch.cuda.empty_cache()
         flush()
 
-    from nvfp4.ops import launch
+    if args.eager_shape:
+        rows += _eager_overhead(args.eager_shape, meta, torch, F, ops, quantize_weight)
+        flush()
+    from nvfp4.ops import launch, launch_dp4a
 
+    for key, choice in sorted(launch_dp4a._CHOICE.items(), key=str):
+        print(f"dp4a tiles chosen for (M, N, K, ...) = {key[:3]}: {choice}", flush=True)
     for key, choice in sorted(launch._SMALL_PATH_CHOICE.items(), key=str):
         print(f"small-M path chosen for (M, N, K, ...) = {key[:3]}: {choice}", flush=True)
     finish_csv(args.out, rows)
     print(f"wrote {args.out}")
+
+
+def _eager_overhead(shape, meta, torch, F, ops, quantize_weight, calls=200):
+    """Wall-clock microseconds per call of back-to-back *eager* calls (no graph, one weight,
+    L2-warm): when this exceeds the GPU time of the table, an eager caller is bound by
+    Python/launch overhead, not by the kernels. Rows ``<impl>_eager``; the ratio is against
+    ``bf16_eager`` (cuBLAS through ``F.linear``: one launch)."""
+    import time
+
+    n, k = SHAPES[shape]
+    wp, ws, gw = quantize_weight(torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.02)
+    wb = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
+    gx = torch.tensor([2000.0], device="cuda")
+    alpha = (1.0 / (gx * gw)).expand(n).contiguous()
+    alpha16 = (1.0 / gw).expand(n).contiguous()
+    out = []
+    for m in (1, 2048):
+        x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+        fns = {
+            "bf16_eager": lambda: F.linear(x, wb),
+            "w4a4_eager": lambda: ops.linear_w4a4(x, wp, ws, gx, alpha, None, float(alpha[0])),
+            "w4a16_eager": lambda: ops.linear_w4a16(x, wp, ws, alpha16, None, float(alpha16[0])),
+        }
+        times = {}
+        for name, fn in fns.items():
+            for _ in range(5):
+                fn()
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            torch.cuda.synchronize()
+            times[name] = (time.perf_counter() - t0) * 1e6 / calls
+        for name, us in times.items():
+            out.append(dict(meta, shape=shape, n=n, k=k, m=m, impl=name, time_us=f"{us:.2f}", tflops="", weight_gbps="",
+                            speedup_vs_bf16=f"{times['bf16_eager'] / us:.2f}", speedup_vs_reference="",
+                            note="eager back-to-back wall clock per call (launch overhead included)"))
+            print(f"{shape:12s} M={m:6d} {name:12s} {us:10.1f} us per eager call", flush=True)
+    return out
 
 
 def _bucket(m: int) -> str:
@@ -215,7 +260,7 @@ def report(args) -> None:
         "# NVFP4 linear benchmark",
         "",
         f"GPU: {meta['gpu']}; torch {meta['torch']}; triton {meta['triton']}; {meta['date']}.",
-        "Medians of `triton.testing.do_bench`; CUDA graphs for M <= 128; weights rotated out of L2.",
+        "Medians of `triton.testing.do_bench` over CUDA graphs (GPU time); weights rotated out of L2.",
         "Speedup = bf16 `F.linear` time / NVFP4 time (same run). `ref x` = reference backend time / Triton W4A4",
         "time (reference measured only at some M; blank = not measured, it is far slower).",
         "",
@@ -312,6 +357,7 @@ def main(argv=None) -> None:
     r.add_argument("--quick", action="store_true", help=f"M in {QUICK_MS}")
     r.add_argument("--ref-ms", default="", help=f"M values at which the slow reference backend is timed (default {REF_MS})")
     r.add_argument("--no-ref", action="store_true")
+    r.add_argument("--eager-shape", default="8b_o", help="shape whose eager per-call wall time is measured ('' to skip)")
     r.add_argument("--out", required=True)
     p = sub.add_parser("report", help="merge CSVs into markdown + PNG")
     p.add_argument("csv", nargs="+")

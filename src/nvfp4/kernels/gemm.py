@@ -10,10 +10,20 @@ dequantized in registers to ``e2m1 * s`` in fp16 or bf16, which is exact (refere
                    exact operand ``e2m1(q) * s`` (small M: the quantization is fused in);
 * ``A_PACKED``   - packed FP4 codes + E4M3 scale bytes, decoded like the weight.
 
-Layout: the MMA computes the transposed tile ``acc[n, m] = W_tile @ A_tile^T`` ("swap AB"):
-the weight, the operand that is dequantized in registers, is the left MMA operand, which
-Hopper's wgmma can read straight from registers, and tiny M (decode) fills the MMA's narrow
-dimension (``BLOCK_M`` >= 16) instead of wasting a 64-row one.
+Operand orientation (``W_AS_B``):
+
+* ``False`` ("swap AB"): the MMA computes the transposed tile ``acc[n, m] = W_tile @ A_tile^T``;
+  the dequantized weight is the left operand, which Hopper's wgmma reads straight from
+  registers, and tiny M fills the MMA's narrow dimension. But a register operand must be in
+  wgmma's fragment layout: the compiled sm_90 K loop converts it slice by slice and waits for
+  each of its 16 wgmma (12.5 SASS instructions per weight element at BLOCK_M = 16);
+* ``True``: ``acc[m, n] = A_tile @ W_tile^T``; the dequantized weight is stored to shared
+  memory as the right operand, the activation tile comes from shared memory too (cp.async
+  pipelined), and one asynchronous wgmma per K step does the whole tile (6.7 instructions per
+  element at BLOCK_M = 64; at BLOCK_M < 64 Triton emits mma.sync: ~8). The accumulator is
+  transposed once, before the shared epilogue.
+
+The small-M launcher times both orientations per shape (``ops.launch.small_m_candidates``).
 
 Accumulation is fp32. With ``SPLIT_K == 1`` the epilogue is fused: ``acc * alpha[n]`` in
 fp32, cast to the output dtype, then ``+ bias`` (bias added after the cast, as the

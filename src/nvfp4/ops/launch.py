@@ -8,11 +8,12 @@ below then reads a dense activation (W4A16 reads ``x`` itself):
   ``launch_dp4a.py``: activation quantization fused in at M = 1, an int8-output activation
   launch before it at M = 2..4, split-K reduced in the kernel); ``NVFP4_TRITON_DP4A=off``
   sends these M to the float paths below;
-* ``M <= 4``, W4A16 (and W4A4 with the integer path off): the CUDA-core path
-  (``kernels/gemv.py``) or the tensor-core split-K path, whichever this GPU runs faster for
-  the shape (timed once, outside CUDA-graph capture);
-* ``M <= SPLITK_M_MAX``: the tensor-core GEMM with split-K sized for ~2 waves of programs
-  (fp32 partials, then ``splitk_reduce`` in a fixed order: deterministic);
+* ``M <= SPLITK_M_MAX`` (128; W4A16 and W4A4 from M = 5, or with the integer path off):
+  the tensor-core split-K GEMM (fp32 partials, then ``splitk_reduce`` in a fixed order:
+  deterministic) in either MMA operand orientation (``W_AS_B``: the weight through shared
+  memory as the right operand; swap-AB: the weight as the left register operand), or at
+  M <= 4 the CUDA-core GEMV (``kernels/gemv.py``): ``small_m_candidates``, timed once per
+  shape and M bucket by ``tuning.pick`` (outside CUDA-graph capture);
 * ``M >= CUBLAS_MIN_M`` with one alpha for every row: cuBLAS over a transient exact
   fp16/bf16 copy of the weight (alpha in the GEMM epilogue, one rounding, then bias);
 * otherwise: the autotuned tensor-core GEMM with the epilogue fused.
@@ -308,12 +309,12 @@ def small_m_candidates(m: int, n: int, k: int, device: torch.device, with_gemv: 
     and, for M <= ``GEMV_M_MAX``, the CUDA-core GEMV."""
     bm = min(_pow2_at_least(m, 16), 128)
     if bm <= 32:
-        tiles = [(64, 256, 4), (128, 128, 4)]
+        tiles = [(bm, 64, 256, 4), (bm, 128, 128, 4)]
     elif bm == 64:
-        tiles = [(64, 128, 4), (128, 128, 4)]
-    else:
-        tiles = [(128, 128, 8), (64, 128, 4)]
-    cands = [dict(W_AS_B=True, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=3) for bn, bk, w in tiles]
+        tiles = [(64, 64, 128, 4), (64, 128, 128, 4)]
+    else:  # also two 64-row tiles: twice the programs (and weight decodes), more parallelism
+        tiles = [(128, 128, 128, 8), (128, 64, 128, 4), (64, 128, 128, 4)]
+    cands = [dict(W_AS_B=True, BLOCK_M=bm_, BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=3) for bm_, bn, bk, w in tiles]
     cands.append(dict(W_AS_B=False))
     if with_gemv:
         cands.append(dict(PATH="gemv"))

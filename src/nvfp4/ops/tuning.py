@@ -7,7 +7,12 @@ short list of candidates, the first being the untuned default, and ``pick`` time
 per key (the first eager call of that shape), keeps the fastest and reuses it.
 
 * Timing: ``TUNE_REPS`` calls of each candidate, each after a write of twice the L2 size
-  (the weight streams from HBM, as in a decode step), median of CUDA-event times.
+  (the weight streams from HBM, as in a decode step), median of CUDA-event times. All of
+  them are queued behind a GPU sleep longer than the host needs to enqueue them, so the
+  events measure GPU time only: a decode-sized call takes less GPU time than Python takes
+  to launch it, and timing it eagerly measured the launch overhead instead (the first H200
+  run of the tuner picked one-launch candidates that are 25% slower on the GPU). What is
+  optimised is what a CUDA graph replays.
 * Inside a CUDA-graph capture nothing can be timed: the first candidate is used **and kept**
   for that key, so captured and eager calls of a shape always run the same configuration
   (same split-K, same fp32 summation order, bit-identical outputs).
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Callable
 
 import torch
@@ -38,18 +44,24 @@ def tune_mode() -> str:
 
 
 def time_us(fn: Callable[[], object], flush: torch.Tensor, reps: int = TUNE_REPS) -> float:
-    """Median microseconds of ``reps`` calls of ``fn`` (after 2 untimed ones), the L2
-    flushed by writing ``flush`` before each."""
-    times = []
-    for _ in range(reps + 2):
+    """Median GPU microseconds of ``reps`` calls of ``fn``, the L2 flushed by writing
+    ``flush`` before each, launch overhead excluded (see the module docstring)."""
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    flush.zero_()
+    fn()
+    torch.cuda.synchronize()
+    host_s = time.perf_counter() - t0  # an upper bound of the time to enqueue one call
+    # ~2e9 cycles per second; a slower clock only makes the sleep longer, which is harmless.
+    torch.cuda._sleep(int(min(0.5, 2.0 * (reps + 1) * host_s) * 2e9))
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
+    for start, end in events:
         flush.zero_()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         fn()
         end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1000.0)
-    timed = sorted(times[2:])
+    events[-1][1].synchronize()
+    timed = sorted(start.elapsed_time(end) * 1000.0 for start, end in events)
     return timed[len(timed) // 2]
 
 
