@@ -157,8 +157,8 @@ def test_every_small_m_candidate_matches_exact(m, n, k):
             out16 = launch.gemv(x, wp, ws.view(torch.uint8), (1.0 / gw).expand(n).contiguous(), bias, torch.bfloat16, tl_bf16(), cfg)
         else:
             out = launch.gemm(x_hat, None, 0, wp, ws.view(torch.uint8), alpha, bias, None, torch.bfloat16, tl_fp16(), cand)
-            out16 = launch.gemm(x, None, 0, wp, ws.view(torch.uint8), (1.0 / gw).expand(n).contiguous(), bias, torch.bfloat16,
-                                tl_bf16(), cand)
+            out16 = launch.gemm(x, None, 0, wp, ws.view(torch.uint8), (1.0 / gw).expand(n).contiguous(), bias, None,
+                                torch.bfloat16, tl_bf16(), cand)
         assert_close_to_exact(out, a, wp, ws, alpha, bias, f"w4a4 M={m} N={n} K={k} {cand}")
         assert_close_to_exact(out16, x.float(), wp, ws, (1.0 / gw).expand(n), bias, f"w4a16 M={m} N={n} K={k} {cand}")
     launch._SMALL_PATH_CHOICE.clear()
