@@ -59,7 +59,7 @@ def main(argv=None):
 
     import nvfp4.ops  # noqa: F401
     from nvfp4.numerics import quantize_weight
-    from nvfp4.ops import launch
+    from nvfp4.ops import launch, launch_decode_v2
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shapes", default="all")
@@ -92,7 +92,7 @@ def main(argv=None):
         n, k = SHAPES[shape]
         torch.manual_seed(0)
         wp, ws, gw = quantize_weight(torch.randn(n, k, device=dev, dtype=torch.bfloat16) * 0.02)
-        pd, sd = launch.repack_weight_for_decode(wp, ws)
+        pd, sd = launch_decode_v2.repack_weight_for_decode(wp, ws)
         gx = torch.tensor([2000.0], device=dev)
         alpha = (1.0 / (gx * gw)).expand(n).contiguous()
         alpha16 = (1.0 / gw).expand(n).contiguous()
@@ -118,19 +118,19 @@ def main(argv=None):
                     break
                 cfg = dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=stages, SCALE_GATHER=gather,
                            USE_ASM=use_asm, PREFETCH_SCALES=prefetch)
-                auto = launch.decode_v2_config(m, n, k, dev, cfg)["SPLIT_K"]
+                auto = launch_decode_v2.decode_v2_config(m, n, k, dev, cfg)["SPLIT_K"]
                 for split in sorted({auto, max(1, auto // 2)}):
                     c = dict(cfg, SPLIT_K=split)
                     try:
                         # Only a configuration whose output matches v1's (same exact operands,
                         # fp32 sums in another order) can be "best".
-                        got = launch.gemm_decode_v2(x_hat, pd, sd, k, alpha, None, torch.bfloat16, c).float()
+                        got = launch_decode_v2.gemm_decode_v2(x_hat, pd, sd, k, alpha, None, torch.bfloat16, c).float()
                         err = (got - ref_gemm).abs().max().item() / max(ref_gemm.abs().max().item(), 1e-30)
                         if not err < 1e-2:
                             print(f"  {shape} M={m} {c}: WRONG OUTPUT (max rel diff {err:.2e} vs v1); not timed", flush=True)
                             emit(shape, n, k, m, "v2_gemm_only", float("nan"), None, config=str(c), check=f"WRONG rel {err:.1e}")
                             continue
-                        t = _time([lambda cc=cc: launch.gemm_decode_v2(x_hat, cc[0], cc[1], k, alpha, None, torch.bfloat16, c)
+                        t = _time([lambda cc=cc: launch_decode_v2.gemm_decode_v2(x_hat, cc[0], cc[1], k, alpha, None, torch.bfloat16, c)
                                    for cc in v2_copies], torch, triton, args.rep)
                     except Exception as exc:  # e.g. out of shared memory: report and go on
                         print(f"  {shape} M={m} {c}: FAILED {type(exc).__name__}: {str(exc)[:120]}", flush=True)
@@ -142,16 +142,16 @@ def main(argv=None):
                 print(f"{shape} M={m}: no v2 configuration ran", flush=True)
                 continue
             cfg = best[1]
-            out4 = launch.linear_w4a4_decode_v2(x, pd, sd, k, gx, alpha, None, cfg).float()
-            out16 = launch.linear_w4a16_decode_v2(x, pd, sd, k, alpha16, None, cfg).float()
+            out4 = launch_decode_v2.linear_w4a4_decode_v2(x, pd, sd, k, gx, alpha, None, cfg).float()
+            out16 = launch_decode_v2.linear_w4a16_decode_v2(x, pd, sd, k, alpha16, None, cfg).float()
 
             def rel(a, b):
                 return (a - b).abs().max().item() / max(b.abs().max().item(), 1e-30)
 
             check = f"w4a4 rel {rel(out4, ref4):.1e}; w4a16 rel {rel(out16, ref16):.1e}"
-            t_v2_4 = _time([lambda cc=cc: launch.linear_w4a4_decode_v2(x, cc[0], cc[1], k, gx, alpha, None, cfg)
+            t_v2_4 = _time([lambda cc=cc: launch_decode_v2.linear_w4a4_decode_v2(x, cc[0], cc[1], k, gx, alpha, None, cfg)
                             for cc in v2_copies], torch, triton, args.rep)
-            t_v2_16 = _time([lambda cc=cc: launch.linear_w4a16_decode_v2(x, cc[0], cc[1], k, alpha16, None, cfg)
+            t_v2_16 = _time([lambda cc=cc: launch_decode_v2.linear_w4a16_decode_v2(x, cc[0], cc[1], k, alpha16, None, cfg)
                              for cc in v2_copies], torch, triton, args.rep)
             emit(shape, n, k, m, "v1_w4a4", t_v1_4, t_bf16)
             emit(shape, n, k, m, "v1_w4a16", t_v1_16, t_bf16)

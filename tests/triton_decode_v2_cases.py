@@ -32,7 +32,7 @@ import nvfp4.ops  # noqa: E402,F401
 from nvfp4.kernels.gemm_decode import fp16_e2m1_times_2m14, fp16_from_e4m3_byte  # noqa: E402
 from nvfp4.numerics import quantize_activation, quantize_weight  # noqa: E402
 from nvfp4.numerics.formats import e2m1_decode  # noqa: E402
-from nvfp4.ops import launch  # noqa: E402
+from nvfp4.ops import launch, launch_decode_v2  # noqa: E402
 
 E2M1_VALUES = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0], dtype=torch.float64)
 
@@ -83,17 +83,17 @@ def test_repack_round_trips(k):
     g = torch.Generator().manual_seed(k)
     wp = torch.randint(0, 256, (5, k // 2), generator=g, dtype=torch.uint8)
     ws = torch.randint(0, 0x7F, (5, k // 16), generator=g, dtype=torch.uint8).view(torch.float8_e4m3fn)
-    pd, sd = launch.repack_weight_for_decode(wp, ws)
+    pd, sd = launch_decode_v2.repack_weight_for_decode(wp, ws)
     kp = (k + 31) // 32 * 32
     assert pd.shape == (5, kp // 2) and sd.shape == (5, kp // 16) and sd.dtype == torch.uint8
     codes = torch.stack((wp & 0xF, wp >> 4), dim=-1).reshape(5, k)
-    assert torch.equal(launch.unpack_decode_layout(pd, k), codes)
+    assert torch.equal(launch_decode_v2.unpack_decode_layout(pd, k), codes)
     assert torch.equal(sd[:, : k // 16], ws.view(torch.uint8))
-    assert not bool(sd[:, k // 16:].any()) and not bool(launch.unpack_decode_layout(pd, kp)[:, k:].any())
+    assert not bool(sd[:, k // 16:].any()) and not bool(launch_decode_v2.unpack_decode_layout(pd, kp)[:, k:].any())
     # Byte j of block b: element 32b + j low, 32b + 16 + j high.
     assert int(pd[0, 0]) == int(codes[0, 0]) | (int(codes[0, 16]) << 4) if k >= 32 else int(pd[0, 0]) == int(codes[0, 0])
     with pytest.raises(ValueError, match="weight_scale"):
-        launch.repack_weight_for_decode(wp, ws[:, :1] if k > 16 else ws[:1])
+        launch_decode_v2.repack_weight_for_decode(wp, ws[:, :1] if k > 16 else ws[:1])
 
 
 def _weights(n, k, seed, raw=False):
@@ -124,19 +124,19 @@ CASES = [
 def test_decode_v2_matches_exact(dtype, m, n, k, cfg):
     raw = m in (2, 5, 16)
     wp, ws, gw = _weights(n, k, seed=m * n + k, raw=raw)
-    pd, sd = launch.repack_weight_for_decode(wp, ws)
+    pd, sd = launch_decode_v2.repack_weight_for_decode(wp, ws)
     x = (torch.randn(m, k, generator=torch.Generator().manual_seed(m)) * 2).to(dtype)
     gx = torch.tensor([448.0 * 6.0 / max(x.abs().max().float().item(), 1e-6)])
     alpha = (1.0 / (gx * gw)).expand(n).contiguous()
     alpha[: n // 2] *= 0.5  # per-row alpha
     bias = torch.randn(n).to(dtype) if m % 2 else None
     before = launch.KERNEL_LAUNCHES["gemm_decode_v2"]
-    out = launch.linear_w4a4_decode_v2(x, pd, sd, k, gx, alpha, bias, cfg)
+    out = launch_decode_v2.linear_w4a4_decode_v2(x, pd, sd, k, gx, alpha, bias, cfg)
     assert out.dtype == dtype and out.shape == (m, n)
     rp, rs = quantize_activation(x, gx)
     assert_close_to_exact(out, activation_operand(rp, rs), wp, ws, alpha, bias, f"v2 w4a4 M={m} K={k}")
     alpha16 = (1.0 / gw).expand(n).contiguous()
-    out16 = launch.linear_w4a16_decode_v2(x, pd, sd, k, alpha16, bias, cfg)
+    out16 = launch_decode_v2.linear_w4a16_decode_v2(x, pd, sd, k, alpha16, bias, cfg)
     assert_close_to_exact(out16, x.float(), wp, ws, alpha16, bias, f"v2 w4a16 M={m} K={k}")
     assert launch.KERNEL_LAUNCHES["gemm_decode_v2"] == before + 2
     # Same numbers as the v1 path (both exact up to fp32 order; in practice bit-equal).
@@ -146,12 +146,12 @@ def test_decode_v2_matches_exact(dtype, m, n, k, cfg):
 
 def test_decode_v2_empty_and_bad_shapes():
     wp, ws, gw = _weights(64, 64, seed=1)
-    pd, sd = launch.repack_weight_for_decode(wp, ws)
+    pd, sd = launch_decode_v2.repack_weight_for_decode(wp, ws)
     alpha = (1.0 / gw).expand(64).contiguous()
-    out = launch.linear_w4a16_decode_v2(torch.zeros(0, 64, dtype=torch.bfloat16), pd, sd, 64, alpha, None)
+    out = launch_decode_v2.linear_w4a16_decode_v2(torch.zeros(0, 64, dtype=torch.bfloat16), pd, sd, 64, alpha, None)
     assert out.shape == (0, 64)
     with pytest.raises(ValueError, match="do not fit"):
-        launch.linear_w4a16_decode_v2(torch.zeros(2, 32, dtype=torch.bfloat16), pd, sd, 32, alpha, None)
+        launch_decode_v2.linear_w4a16_decode_v2(torch.zeros(2, 32, dtype=torch.bfloat16), pd, sd, 32, alpha, None)
 
 
 @pytest.mark.parametrize("weight_only", [False, True])
@@ -182,7 +182,7 @@ def test_backend_custom_op_uses_v2_when_selected(monkeypatch, weight_only):
         a = activation_operand(rp, rs)
     assert_close_to_exact(out.reshape(-1, 40), a, layer.weight_packed, layer.weight_scale, layer.alpha, layer.bias, "backend v2")
     # M above the v2 range goes to the v1 kernels through the same op.
-    big = torch.randn(launch.DECODE_V2_M_MAX + 1, 48).to(torch.bfloat16)
+    big = torch.randn(launch_decode_v2.DECODE_V2_M_MAX + 1, 48).to(torch.bfloat16)
     before = launch.KERNEL_LAUNCHES["gemm_decode_v2"]
     layer(big)
     assert launch.KERNEL_LAUNCHES["gemm_decode_v2"] == before

@@ -23,6 +23,12 @@ pytestmark = pytest.mark.gpu
 DEV = "cuda"
 
 
+def _v2():
+    from nvfp4.ops import launch_decode_v2
+
+    return launch_decode_v2
+
+
 def _launch():
     import nvfp4.ops  # noqa: F401
     from nvfp4.ops import launch
@@ -56,11 +62,11 @@ def _check(launch, wp, ws, gw, pd, sd, n, k, m, dtype, cfg):
     alpha[: n // 3] *= 0.5  # per-row alpha
     bias = (torch.randn(n, device=DEV) * 0.1).to(dtype) if m % 2 else None
     before = launch.KERNEL_LAUNCHES["gemm_decode_v2"]
-    out = launch.linear_w4a4_decode_v2(x, pd, sd, k, gx, alpha, bias, cfg)
+    out = _v2().linear_w4a4_decode_v2(x, pd, sd, k, gx, alpha, bias, cfg)
     rp, rs = quantize_activation(x, gx)
     assert_close_to_exact(out, activation_operand(rp, rs), wp, ws, alpha, bias, f"v2 w4a4 {dtype} M={m} {n}x{k} {cfg}")
     a16 = (1.0 / gw).expand(n).contiguous()
-    out16 = launch.linear_w4a16_decode_v2(x, pd, sd, k, a16, bias, cfg)
+    out16 = _v2().linear_w4a16_decode_v2(x, pd, sd, k, a16, bias, cfg)
     assert_close_to_exact(out16, x.float(), wp, ws, a16, bias, f"v2 w4a16 {dtype} M={m} {n}x{k} {cfg}")
     assert launch.KERNEL_LAUNCHES["gemm_decode_v2"] == before + 2
 
@@ -70,9 +76,9 @@ def _check(launch, wp, ws, gw, pd, sd, n, k, m, dtype, cfg):
 def test_decode_v2_matches_exact(n, k, ms, dtype):
     launch = _launch()
     wp, ws, gw = _weights(n, k)
-    pd, sd = launch.repack_weight_for_decode(wp, ws)
+    pd, sd = _v2().repack_weight_for_decode(wp, ws)
     codes = torch.stack((wp & 0xF, wp >> 4), -1).reshape(n, k)
-    assert torch.equal(launch.unpack_decode_layout(pd, k), codes)
+    assert torch.equal(_v2().unpack_decode_layout(pd, k), codes)
     for m in ms:
         _check(launch, wp, ws, gw, pd, sd, n, k, m, dtype, None)
 
@@ -82,23 +88,22 @@ def test_decode_v2_matches_exact(n, k, ms, dtype):
 def test_decode_v2_configs_match_exact(cfg, dtype):
     launch = _launch()
     wp, ws, gw = _weights(4096, 4096, seed=2)
-    pd, sd = launch.repack_weight_for_decode(wp, ws)
+    pd, sd = _v2().repack_weight_for_decode(wp, ws)
     _check(launch, wp, ws, gw, pd, sd, 4096, 4096, 16, dtype, cfg)
     if cfg.get("USE_ASM") or cfg.get("PREFETCH_SCALES"):  # also on a masked tail and a trailing 16-group
         for n, k in ((1000, 432), (200, 48)):
             wp2, ws2, gw2 = _weights(n, k, seed=4)
-            pd2, sd2 = launch.repack_weight_for_decode(wp2, ws2)
+            pd2, sd2 = _v2().repack_weight_for_decode(wp2, ws2)
             _check(launch, wp2, ws2, gw2, pd2, sd2, n, k, 3, dtype, cfg)
 
 
 def test_decode_v2_tiny_activations_bf16_w4a16():
     """bf16 x near its underflow: v2 multiplies the weight by 2^14 in bf16 (no fp32 underflow)."""
-    launch = _launch()
     wp, ws, gw = _weights(256, 512, seed=3)
-    pd, sd = launch.repack_weight_for_decode(wp, ws)
+    pd, sd = _v2().repack_weight_for_decode(wp, ws)
     x = (torch.randn(3, 512, device=DEV) * 1e-36).to(torch.bfloat16)
     alpha = torch.ones(256, device=DEV)
-    out = launch.linear_w4a16_decode_v2(x, pd, sd, 512, alpha, None)
+    out = _v2().linear_w4a16_decode_v2(x, pd, sd, 512, alpha, None)
     assert_close_to_exact(out, x.float(), wp, ws, alpha, None, "v2 tiny bf16")
 
 

@@ -84,12 +84,12 @@ class TritonBackend(Backend):
         layer.nvfp4_alpha_scalar = float(alpha[0].item()) if uniform else None
         # Opt-in decode GEMM v2 (NVFP4_TRITON_SMALL_M=v2, see ops/decode_v2.py): the weight is
         # repacked once into its layout here, kept next to the checkpoint layout.
-        from ..ops import launch
+        from ..ops import launch_decode_v2
 
-        if launch.decode_v2_enabled():
+        if launch_decode_v2.decode_v2_enabled():
             from ..ops import decode_v2  # noqa: F401  (registers torch.ops.nvfp4.linear_decode_v2)
 
-            layer.weight_packed_decode, layer.weight_scale_decode = launch.repack_weight_for_decode(
+            layer.weight_packed_decode, layer.weight_scale_decode = launch_decode_v2.repack_weight_for_decode(
                 layer.weight_packed.detach(), layer.weight_scale.detach()
             )
         else:

@@ -6,7 +6,7 @@ Why a second small-M kernel: in ``gemm.py`` a packed byte holds elements ``2j`` 
 through 16 ``convert_layout``s per K step (docs/performance.md), and the kernel is
 issue-bound at ~1x bf16.
 
-Weight layout (built once by ``ops.launch.repack_weight_for_decode``, 4.5 bits/element
+Weight layout (built once by ``ops.launch_decode_v2.repack_weight_for_decode``, 4.5 bits/element
 as before; K padded to a multiple of 32 with zero codes and zero scales): for each 32-wide
 K block ``b`` of a row, byte ``j`` (0..15) holds ``code[32b + j]`` in its low nibble and
 ``code[32b + 16 + j]`` in its high nibble. So ``BLOCK_K/2`` contiguous bytes of a row are
