@@ -59,6 +59,19 @@ ACT_QUANT_BLOCK_R = int(os.environ.get("NVFP4_TRITON_ACT_QUANT_ROWS", "16"))
 DECODE_ENV = "NVFP4_TRITON_DECODE"  # "asm" (default on GPUs) or "portable"
 
 
+def cdiv(a: int, b: int) -> int:
+    """``ceil(a / b)`` for ints. Not ``triton.cdiv``: that is a Triton constexpr function whose
+    host-side call costs ~5 us (argument unwrapping); launchers call it several times per
+    linear, and decode-sized calls are launch-bound in eager mode."""
+    return -(-a // b)
+
+
+def next_power_of_2(v: int) -> int:
+    """Smallest power of two >= v (1 for v <= 1); ``triton.next_power_of_2`` without its
+    host-call overhead (see ``cdiv``)."""
+    return 1 if v <= 1 else 1 << (v - 1).bit_length()
+
+
 def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
@@ -103,7 +116,7 @@ def _activation_quant_launch(x, gx, values, scale, out_mode):
         return
     block_k = 64 if interpreting() else 256
     block_r = 16 if interpreting() else ACT_QUANT_BLOCK_R
-    grid = (triton.cdiv(m, block_r), triton.cdiv(k, block_k))
+    grid = (cdiv(m, block_r), cdiv(k, block_k))
     activation_quant_kernel[grid](
         x, gx, values, scale, m, k, x.stride(0), OUT_MODE=out_mode, BLOCK_R=block_r, BLOCK_K=block_k, num_warps=4,
     )
@@ -139,7 +152,7 @@ def quantize_activation_int8(x: torch.Tensor, gx: torch.Tensor):
 
 
 def _pow2_at_least(v: int, lo: int) -> int:
-    return max(lo, triton.next_power_of_2(max(v, 1)))
+    return max(lo, next_power_of_2(max(v, 1)))
 
 
 def small_m_config(m: int, n: int, k: int, device: torch.device, override: dict | None = None) -> dict:
@@ -153,10 +166,10 @@ def small_m_config(m: int, n: int, k: int, device: torch.device, override: dict 
         cfg.update(override)
     if interpreting():
         cfg.update(BLOCK_N=64, BLOCK_K=64, num_stages=1)
-    k_tiles = triton.cdiv(k, cfg["BLOCK_K"])
-    tiles = triton.cdiv(n, cfg["BLOCK_N"]) * triton.cdiv(m, cfg["BLOCK_M"])
+    k_tiles = cdiv(k, cfg["BLOCK_K"])
+    tiles = cdiv(n, cfg["BLOCK_N"]) * cdiv(m, cfg["BLOCK_M"])
     if "SPLIT_K" not in (override or {}):
-        target = max(1, min(k_tiles, 32, triton.cdiv(2 * num_sms(device), tiles)))
+        target = max(1, min(k_tiles, 32, cdiv(2 * num_sms(device), tiles)))
         # A divisor of the K-tile count: every split gets whole tiles and no mask is needed.
         cfg["SPLIT_K"] = max(d for d in range(1, target + 1) if k_tiles % d == 0)
     cfg["SPLIT_K"] = max(1, min(cfg["SPLIT_K"], k_tiles))
@@ -184,7 +197,7 @@ def _autotuned_large():
     """M > SPLITK_M_MAX on the Triton GEMM (per-row alpha, or below CUBLAS_MIN_M)."""
     tiles = triton.heuristics(
         {
-            "TILES_PER_SPLIT": lambda a: triton.cdiv(triton.cdiv(a["K"], a["BLOCK_K"]), a["SPLIT_K"]),
+            "TILES_PER_SPLIT": lambda a: cdiv(cdiv(a["K"], a["BLOCK_K"]), a["SPLIT_K"]),
             "WRITE_PARTIAL": lambda a: a["SPLIT_K"] > 1,
             "EVEN_K": lambda a: _even_k(a["K"], a["BLOCK_K"], a["SPLIT_K"]),
         }
@@ -231,10 +244,10 @@ def gemm(
         cfg = small_m_config(m, n, k, device, config)
         split = cfg["SPLIT_K"]
         partial = torch.empty((split, m, n), dtype=torch.float32, device=device) if split > 1 else out
-        grid = (triton.cdiv(n, cfg["BLOCK_N"]), triton.cdiv(m, cfg["BLOCK_M"]), split)
+        grid = (cdiv(n, cfg["BLOCK_N"]), cdiv(m, cfg["BLOCK_M"]), split)
         kernel = nvfp4_gemm_kernel_interpreted if interpreting() else nvfp4_gemm_kernel
         kernel[grid](
-            *args, partial, m, n, k, stride_am, k // 2, k // 16, triton.cdiv(triton.cdiv(k, cfg["BLOCK_K"]), split), split, 0,
+            *args, partial, m, n, k, stride_am, k // 2, k // 16, cdiv(cdiv(k, cfg["BLOCK_K"]), split), split, 0,
             WRITE_PARTIAL=split > 1, EVEN_K=cfg["EVEN_K"],
             BLOCK_N=cfg["BLOCK_N"], BLOCK_M=cfg["BLOCK_M"], BLOCK_K=cfg["BLOCK_K"], W_AS_B=bool(cfg["W_AS_B"]),
             num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], **common,
@@ -245,9 +258,9 @@ def gemm(
         kernel = _autotuned_large()
 
         def grid(meta):
-            return (triton.cdiv(n, meta["BLOCK_N"]), triton.cdiv(m, meta["BLOCK_M"]), meta["SPLIT_K"])
+            return (cdiv(n, meta["BLOCK_N"]), cdiv(m, meta["BLOCK_M"]), meta["SPLIT_K"])
 
-        kernel[grid](*args, partial, m, n, k, stride_am, k // 2, k // 16, M_BUCKET=triton.next_power_of_2(m), **common)
+        kernel[grid](*args, partial, m, n, k, stride_am, k // 2, k // 16, M_BUCKET=next_power_of_2(m), **common)
         split = kernel.best_config.kwargs["SPLIT_K"]
         KERNEL_LAUNCHES["gemm_large_m"] += 1
     if split > 1:
@@ -261,7 +274,7 @@ def gemv_config(m: int, n: int, k: int, device: torch.device) -> dict | None:
     if m > GEMV_M_MAX or k % block_k:
         return None
     k_tiles = k // block_k
-    target = max(1, min(k_tiles, 32, triton.cdiv(2 * num_sms(device), triton.cdiv(n, block_n))))
+    target = max(1, min(k_tiles, 32, cdiv(2 * num_sms(device), cdiv(n, block_n))))
     split = max(d for d in range(1, target + 1) if k_tiles % d == 0)
     return dict(BLOCK_N=block_n, BLOCK_K=block_k, SPLIT_K=split, ROWS=1 if m == 1 else (2 if m == 2 else 4))
 
@@ -273,7 +286,7 @@ def gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, cfg) -> torc
     split = cfg["SPLIT_K"]
     partial = torch.empty((split, m, n), dtype=torch.float32, device=a.device) if split > 1 else out
     kernel = gemv_kernel_interpreted if interpreting() else gemv_kernel
-    grid = (triton.cdiv(n, cfg["BLOCK_N"]), 1, split)
+    grid = (cdiv(n, cfg["BLOCK_N"]), 1, split)
     has_bias = bias is not None
     kernel[grid](
         a, w_packed, w_scale_u8, alpha, bias if has_bias else alpha, out, partial, m, n, k, a.stride(0), k // 2,
@@ -291,7 +304,7 @@ def _reduce(partial, alpha, bias, out, split):
     m, n = out.shape
     block = 1024
     has_bias = bias is not None
-    splitk_reduce_kernel[(triton.cdiv(m * n, block),)](
+    splitk_reduce_kernel[(cdiv(m * n, block),)](
         partial, alpha, bias if has_bias else alpha, out, m, n,
         SPLIT_K=split, HAS_BIAS=has_bias, INTERPRET=interpreting(), BLOCK=block, num_warps=4,
     )
@@ -357,7 +370,7 @@ def dequantize_weight(w_packed, w_scale_u8, dtype: torch.dtype) -> torch.Tensor:
     out = torch.empty((n, k), dtype=dtype, device=w_packed.device)
     op = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}[dtype]
     block_n, block_k = (16, 64) if interpreting() else (32, 256)
-    grid = (triton.cdiv(n, block_n), triton.cdiv(k, block_k))
+    grid = (cdiv(n, block_n), cdiv(k, block_k))
     weight_dequant_kernel[grid](
         w_packed, w_scale_u8, out, n, k, k // 2, k // 16, OP_DTYPE=op,
         USE_ASM=use_asm_decode(w_packed.device), BLOCK_N=block_n, BLOCK_K=block_k, num_warps=4,

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 
 import torch
-import triton
 
-from .launch import KERNEL_LAUNCHES, _op_dtype, _pow2_at_least, _reduce, interpreting, num_sms, quantize_activation
+from .launch import (
+    KERNEL_LAUNCHES, _op_dtype, _pow2_at_least, _reduce, cdiv, interpreting, num_sms, quantize_activation,
+)
 
 SMALL_M_ENV = "NVFP4_TRITON_SMALL_M"  # "v1" (default: gemm.py / gemv.py) or "v2"
 DECODE_V2_M_MAX = 64  # v2 serves M up to this (BLOCK_M <= 64, weights re-read per M tile)
@@ -38,7 +39,7 @@ def repack_weight_for_decode(w_packed: torch.Tensor, w_scale: torch.Tensor):
     scale_u8 = w_scale.view(torch.uint8)
     if tuple(scale_u8.shape) != (n, k // 16) or k % 16:
         raise ValueError(f"repack_weight_for_decode: weight_scale must be [{n}, {k // 16}], got {tuple(w_scale.shape)}")
-    kp = triton.cdiv(k, 32) * 32
+    kp = cdiv(k, 32) * 32
     packed = torch.empty((n, kp // 2), dtype=torch.uint8, device=w_packed.device)
     for r0 in range(0, n, _REPACK_ROWS):
         rows = w_packed[r0:r0 + _REPACK_ROWS]
@@ -69,11 +70,11 @@ def decode_v2_config(m: int, n: int, k: int, device: torch.device, override: dic
         cfg.update(num_stages=1, USE_ASM=False)  # inline PTX cannot be interpreted
     if cfg["SCALE_GATHER"] and (cfg["USE_ASM"] or cfg["PREFETCH_SCALES"]):
         raise ValueError("decode v2: USE_ASM / PREFETCH_SCALES work on the [BLOCK_N, BLOCK_K/32, 16] view; SCALE_GATHER must be off")
-    kp = triton.cdiv(k, 32) * 32
-    k_tiles = triton.cdiv(kp, cfg["BLOCK_K"])
+    kp = cdiv(k, 32) * 32
+    k_tiles = cdiv(kp, cfg["BLOCK_K"])
     if "SPLIT_K" not in (override or {}):
-        tiles = triton.cdiv(n, cfg["BLOCK_N"]) * triton.cdiv(m, cfg["BLOCK_M"])
-        target = max(1, min(k_tiles, 64, triton.cdiv(2 * num_sms(device), tiles)))
+        tiles = cdiv(n, cfg["BLOCK_N"]) * cdiv(m, cfg["BLOCK_M"])
+        target = max(1, min(k_tiles, 64, cdiv(2 * num_sms(device), tiles)))
         cfg["SPLIT_K"] = max(d for d in range(1, target + 1) if k_tiles % d == 0)
     cfg["SPLIT_K"] = max(1, min(cfg["SPLIT_K"], k_tiles))
     cfg["EVEN_K"] = k % cfg["BLOCK_K"] == 0 and (k // cfg["BLOCK_K"]) % cfg["SPLIT_K"] == 0
@@ -91,7 +92,7 @@ def gemm_decode_v2(x, w_packed_decode, w_scale_decode, k, alpha, bias, out_dtype
     m = x.shape[0]
     n = w_packed_decode.shape[0]
     kp = w_packed_decode.shape[1] * 2
-    if x.shape[1] != k or kp != triton.cdiv(k, 32) * 32 or tuple(w_scale_decode.shape) != (n, kp // 16):
+    if x.shape[1] != k or kp != cdiv(k, 32) * 32 or tuple(w_scale_decode.shape) != (n, kp // 16):
         raise ValueError(
             f"gemm_decode_v2: x {tuple(x.shape)}, repacked weight {tuple(w_packed_decode.shape)} and scale "
             f"{tuple(w_scale_decode.shape)} do not fit K = {k}"
@@ -101,9 +102,9 @@ def gemm_decode_v2(x, w_packed_decode, w_scale_decode, k, alpha, bias, out_dtype
         return out
     cfg = decode_v2_config(m, n, k, x.device, config)
     split = cfg["SPLIT_K"]
-    tiles_per_split = triton.cdiv(triton.cdiv(kp, cfg["BLOCK_K"]), split)
+    tiles_per_split = cdiv(cdiv(kp, cfg["BLOCK_K"]), split)
     partial = torch.empty((split, m, n), dtype=torch.float32, device=x.device) if split > 1 else out
-    grid = (triton.cdiv(n, cfg["BLOCK_N"]), triton.cdiv(m, cfg["BLOCK_M"]), split)
+    grid = (cdiv(n, cfg["BLOCK_N"]), cdiv(m, cfg["BLOCK_M"]), split)
     kernel = decode_gemm_kernel_interpreted if interpreting() else decode_gemm_kernel
     has_bias = bias is not None
     kernel[grid](

@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 
 import torch
-import triton
 
 from ..kernels.gemv_dp4a import gemv_dp4a_kernel, gemv_dp4a_kernel_interpreted
 from ..kernels.int_dot import LUT_HIGH, LUT_LOW
@@ -96,12 +95,12 @@ def dp4a_config(m: int, n: int, k: int, device: torch.device, override: dict | N
         cfg.update(override)
     if launch.interpreting():
         cfg.update(BLOCK_N=min(cfg["BLOCK_N"], 32), BLOCK_K=64, NUM_STAGES=1)
-    k_tiles = triton.cdiv(k, cfg["BLOCK_K"])
-    n_tiles = triton.cdiv(n, cfg["BLOCK_N"])
-    split = cfg.get("SPLIT_K") or triton.cdiv(cfg["WAVES"] * launch.num_sms(device), n_tiles)
+    k_tiles = launch.cdiv(k, cfg["BLOCK_K"])
+    n_tiles = launch.cdiv(n, cfg["BLOCK_N"])
+    split = cfg.get("SPLIT_K") or launch.cdiv(cfg["WAVES"] * launch.num_sms(device), n_tiles)
     split = max(1, min(split, k_tiles))
-    tiles_per_split = triton.cdiv(k_tiles, split)
-    cfg["SPLIT_K"] = triton.cdiv(k_tiles, tiles_per_split)  # no empty split
+    tiles_per_split = launch.cdiv(k_tiles, split)
+    cfg["SPLIT_K"] = launch.cdiv(k_tiles, tiles_per_split)  # no empty split
     cfg["TILES_PER_SPLIT"] = tiles_per_split
     cfg["EVEN_K"] = k % cfg["BLOCK_K"] == 0 and k_tiles % tiles_per_split == 0
     cfg["ROWS"] = _rows(m)
@@ -138,7 +137,7 @@ def _counters(device: torch.device, n_tiles: int) -> torch.Tensor:
     key = (str(device), stream)
     buf = _COUNTERS.get(key)
     if buf is None or buf.numel() < n_tiles:
-        buf = torch.zeros(max(1024, triton.next_power_of_2(n_tiles)), dtype=torch.int32, device=device)
+        buf = torch.zeros(max(1024, launch.next_power_of_2(n_tiles)), dtype=torch.int32, device=device)
         _COUNTERS[key] = buf
     return buf
 
@@ -162,7 +161,7 @@ def linear_w4a4_dp4a(x, w_packed, w_scale, gx, alpha, bias, config: dict | None 
     else:
         xq, xs = launch.quantize_activation_int8(x, gx)
     split = cfg["SPLIT_K"]
-    n_tiles = triton.cdiv(n, cfg["BLOCK_N"])
+    n_tiles = launch.cdiv(n, cfg["BLOCK_N"])
     partial = torch.empty((split, cfg["ROWS"], n), dtype=torch.float32, device=x.device) if split > 1 else out
     counters = _counters(x.device, n_tiles) if split > 1 else alpha
     has_bias = bias is not None
