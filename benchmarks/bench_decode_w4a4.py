@@ -7,11 +7,12 @@ For the 8 Llama-3.1 shapes of ``bench_linear.py`` and M in ``--ms`` (default 1, 
 
 * ``bf16``: ``F.linear`` (cuBLAS) on bf16 weights, the baseline of every ratio;
 * ``w4a4``: what ``torch.ops.nvfp4.linear_w4a4`` runs by default (the integer-dot kernel,
-  ``kernels/gemv_dp4a.py``; ``NVFP4_TRITON_DP4A=auto``: activation quantization fused in at
-  M = 1, a separate launch at M = 2..4);
+  ``kernels/gemv_dp4a.py``, with the tiles and variant the per-shape tuner picks among
+  ``ops/launch_dp4a.CANDIDATES``; the tuning happens in the untimed warm-up call);
 * ``w4a4_dp4a_fused`` / ``w4a4_dp4a_unfused``: that kernel with the quantization fused in /
-  after a separate activation-quantization launch, at every M;
-* ``w4a4_float``: the float decode paths it replaced (``NVFP4_TRITON_DP4A=off``);
+  after a separate activation-quantization launch, on the first candidate's tiles, at every M;
+* ``w4a4_float``: the tensor-core paths (``NVFP4_TRITON_DP4A=off``: activation kernel, then the
+  small-M GEMM with its own tuned orientation and tiles);
 * ``w4a16``: ``torch.ops.nvfp4.linear_w4a16`` (weight-only);
 * at ``--sweep-ms``: the integer-dot kernel over tile / split-K candidates (``w4a4_cfg``).
 
@@ -39,8 +40,9 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))  # triton_exactness: the exactness bound
 from bench_linear import SHAPES, _copies, _select_shapes, _time, finish_csv, write_csv  # noqa: E402
 
-# BLOCK_N, num_warps, WAVES (programs per SM), FUSED_QUANT, BLOCK_K, NUM_STAGES (K-loop cp.async stages).
-# The first is the default; the H200 run of 2026-12-02 measured the first 8 (stages 1) on 3 shapes.
+# BLOCK_N, num_warps, WAVES (programs per SM), FUSED_QUANT, BLOCK_K, NUM_STAGES (K-loop cp.async stages):
+# a wider sweep than the tuner's candidates (raw/h200_decode_sweep_run2.csv: all 12 on the 8 shapes,
+# M = 1 and 4, before the dp4a layout fix of the same day).
 CANDIDATES = [
     (64, 4, 4, True, 256, 1), (64, 4, 4, True, 256, 3), (64, 4, 4, False, 256, 3), (32, 4, 8, True, 512, 1),
     (32, 4, 8, True, 256, 3), (64, 4, 8, True, 256, 1), (64, 4, 2, False, 256, 3), (64, 4, 4, False, 256, 1),

@@ -65,6 +65,12 @@ def time_us(fn: Callable[[], object], flush: torch.Tensor, reps: int = TUNE_REPS
     return timed[len(timed) // 2]
 
 
+def flush_buffer(device: torch.device) -> torch.Tensor:
+    """A buffer twice the size of the GPU's L2: writing it evicts every weight line."""
+    l2 = getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 0) or 50 * 2**20
+    return torch.empty(2 * l2 // 4, dtype=torch.int32, device=device)
+
+
 def pick(table: dict, key, candidates: list, run: Callable[[object], object], device: torch.device, what: str):
     """The candidate to use for ``key`` (cached in ``table``); ``run(candidate)`` performs
     the whole operation with that candidate."""
@@ -79,8 +85,7 @@ def pick(table: dict, key, candidates: list, run: Callable[[object], object], de
         choice = candidates[0]
         logger.info("NVFP4 triton %s %s: first seen inside a CUDA-graph capture, untuned %s", what, key, choice)
     else:
-        l2 = getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 50 * 2**20) or 50 * 2**20
-        flush = torch.empty(2 * l2 // 4, dtype=torch.int32, device=device)
+        flush = flush_buffer(device)
         timings = []
         for cand in candidates:
             run(cand)  # compile / warm up outside the timing
