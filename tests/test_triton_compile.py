@@ -140,6 +140,21 @@ def test_gemv_dp4a_compiles(target, rows, fused, even_k, out, block_n, stages):
     ))
 
 
+@pytest.mark.parametrize("target", [HOPPER, AMPERE], ids=["sm90", "sm80"])
+@pytest.mark.parametrize("rows", [1, 2, 4])
+def test_every_dp4a_tuner_candidate_compiles(target, rows):
+    """Each tile the dp4a tuner can pick (``launch_dp4a.CANDIDATES``), with the compile-time
+    settings a real launch gives it."""
+    from nvfp4.ops.launch_dp4a import CANDIDATES
+
+    for cand in CANDIDATES[rows]:
+        x = "*bf16" if cand["FUSED_QUANT"] else "*i8"
+        compile_for(target, gemv_dp4a_kernel, dict(DP4A_PTRS, x_ptr=x, bias_ptr="*bf16", out_ptr="*bf16"), dict(
+            ROWS=rows, FUSED_QUANT=cand["FUSED_QUANT"], HAS_BIAS=True, USE_ASM=True, INTERPRET=False, EVEN_K=True,
+            BLOCK_N=cand["BLOCK_N"], BLOCK_K=cand["BLOCK_K"], NUM_STAGES=cand["NUM_STAGES"],
+        ), num_warps=cand["num_warps"])
+
+
 def test_unaligned_launch_compiles():
     """Tensors that are not 16-byte aligned get Triton's unspecialised variant."""
     compile_for(HOPPER, gemv_dp4a_kernel, dict(DP4A_PTRS, x_ptr="*bf16", bias_ptr="*bf16", out_ptr="*bf16"), dict(

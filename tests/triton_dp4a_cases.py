@@ -175,10 +175,10 @@ def test_custom_op_routes_small_m_here(monkeypatch):
     assert launch.KERNEL_LAUNCHES["gemv_dp4a"] == before + 1
 
 
-def test_auto_policy_fuses_the_quantization_only_for_one_row(monkeypatch):
+def test_untuned_default_quantizes_in_a_separate_launch(monkeypatch):
     dev = torch.device("cpu")
-    assert launch_dp4a.dp4a_config(1, 4096, 4096, dev)["FUSED_QUANT"]
-    assert not any(launch_dp4a.dp4a_config(m, 4096, 4096, dev)["FUSED_QUANT"] for m in (2, 3, 4))
+    assert not any(launch_dp4a.dp4a_config(m, 4096, 4096, dev)["FUSED_QUANT"] for m in (1, 2, 3, 4))
+    assert any(c["FUSED_QUANT"] for c in launch_dp4a.candidates(1))  # the fused variant stays a candidate
     monkeypatch.setenv("NVFP4_TRITON_DP4A", "fused")
     assert launch_dp4a.dp4a_config(4, 4096, 4096, dev)["FUSED_QUANT"]
     monkeypatch.setenv("NVFP4_TRITON_DP4A", "unfused")
@@ -187,7 +187,7 @@ def test_auto_policy_fuses_the_quantization_only_for_one_row(monkeypatch):
 
 
 def test_tile_candidates_follow_the_variant_switch(monkeypatch):
-    assert launch_dp4a.candidates(1)[0]["FUSED_QUANT"] and not launch_dp4a.candidates(4)[0]["FUSED_QUANT"]
+    assert not launch_dp4a.candidates(1)[0]["FUSED_QUANT"] and not launch_dp4a.candidates(4)[0]["FUSED_QUANT"]
     monkeypatch.setenv("NVFP4_TRITON_DP4A", "unfused")
     for m in (1, 2, 3, 4):
         cands = launch_dp4a.candidates(m)

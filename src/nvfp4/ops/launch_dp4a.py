@@ -1,12 +1,14 @@
 """Launcher of the integer-dot W4A4 decode kernel (``kernels/gemv_dp4a.py``), M <= 4.
 
-``NVFP4_TRITON_DP4A`` picks the variant: ``auto`` (the default), ``fused`` (the activation
-is quantized inside the GEMV: one launch per linear), ``unfused`` (the activation kernel
-writes int8 values + fp32 scales first, then the GEMV) or ``off`` (W4A4 decode runs on the
-float paths of ``launch.py``). Fused pays at M = 1 and stops paying beyond one row (every
-program re-quantizes its K slice once per activation row): from the H200 runs in
-``benchmarks/results/raw/``, median over the 8 Llama shapes vs bf16, M = 1 fused 1.90x /
-unfused 1.66x, M = 4 0.62x / 0.84x.
+``NVFP4_TRITON_DP4A`` picks the variant: ``auto`` (the default: whichever the tuner measures
+faster for the shape, among ``CANDIDATES``), ``fused`` (the activation is quantized inside the GEMV: one launch per
+linear), ``unfused`` (the activation kernel writes int8 values + fp32 scales first, then the
+GEMV) or ``off`` (W4A4 decode runs on the tensor-core paths of ``launch.py``). Fusing costs
+more with every row (each program re-quantizes its K slice once per activation row): the
+H200 run of ``benchmarks/results/raw/h200_decode_run4.csv``, median over the 8 Llama
+shapes vs bf16, fused / unfused / tuned: M = 1 1.87x / 2.03x / 2.07x, M = 4 1.01x / 1.34x /
+1.37x. Since the dp4a layout fix the separate launch wins at M = 1 too on most shapes (the
+fused tiles won only on 8B `o`, by 1%); both kinds stay candidates.
 
 Tiles: the best tile and split-K setting depends on the shape (H200 sweep of 2026-12-02:
 at M = 1 the best of 12 candidates beat the single default by 0-35% per shape, with no
@@ -35,14 +37,17 @@ _COUNTERS: dict = {}
 _LUTS: dict = {}
 _CHOICE: dict = {}
 
-# Per row count, the candidates timed by the tuner; the first is the untuned default. From
-# the H200 sweep (benchmarks/results/raw/h200_decode_sweep_run2.csv): at M = 1 the 32-row,
-# 512-K, 8-programs-per-SM tile had the best geometric mean over the 8 Llama shapes (1.90x
-# vs 1.77x for the former default, 64 x 256 at 4 per SM), the pipelined 64 x 256 tile won on
-# the widest layers (70B gate_up 2.69x); at M = 2..4 the unfused, cp.async-pipelined tiles
-# won on every shape (M = 4: 0.99x median vs 0.83x).
+# Per row count, the candidates timed by the tuner; the first is the untuned default.
+# M = 1: from the H200 sweep (raw/h200_decode_sweep_run2.csv) the 32-row, 512-K,
+# 8-programs-per-SM tile had the best geometric mean over the 8 Llama shapes and the
+# pipelined 64 x 256 tile won on the widest layers; after the dp4a layout fix
+# (raw/h200_decode_run4.csv) that 32 x 512 tile with the separate quantization launch was the
+# best single setting (median 2.03x vs 1.87x fused, its `w4a4_dp4a_unfused` rows) and beat
+# the tuner's pick among the others on 4 of 8 shapes, so it leads the list. M = 2..4: the
+# unfused, cp.async-pipelined tiles won on every shape of the sweep.
 CANDIDATES = {
     1: (
+        dict(BLOCK_N=32, BLOCK_K=512, num_warps=4, WAVES=8, NUM_STAGES=1, FUSED_QUANT=False),
         dict(BLOCK_N=32, BLOCK_K=512, num_warps=4, WAVES=8, NUM_STAGES=1, FUSED_QUANT=True),
         dict(BLOCK_N=64, BLOCK_K=256, num_warps=4, WAVES=4, NUM_STAGES=3, FUSED_QUANT=True),
         dict(BLOCK_N=32, BLOCK_K=256, num_warps=4, WAVES=8, NUM_STAGES=3, FUSED_QUANT=True),
