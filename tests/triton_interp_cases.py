@@ -129,6 +129,13 @@ def test_small_m_candidates_put_the_shared_memory_orientation_first():
     assert launch.small_m_candidates(3, 64, 256, torch.device("cpu"), with_gemv=True)[-1] == {"PATH": "gemv"}
 
 
+def test_bad_gemv_setting_is_refused(monkeypatch):
+    wp, ws, gw = _weights(64, 64, seed=4)
+    monkeypatch.setenv("NVFP4_TRITON_GEMV", "sometimes")
+    with pytest.raises(ValueError, match="NVFP4_TRITON_GEMV='sometimes'"):
+        OPS.linear_w4a16(torch.randn(2, 64).to(torch.bfloat16), wp, ws, (1.0 / gw).expand(64).contiguous(), None)
+
+
 def test_gemv_path_runs_for_tiny_m():
     wp, ws, gw = _weights(72, 128, seed=3)
     x = torch.randn(2, 128).to(torch.bfloat16)
