@@ -496,8 +496,7 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-    from nvfp4.distributed import destroy_tensor_parallel, run_tensor_parallel_main
+    from nvfp4.distributed import finish_tensor_parallel_main, run_tensor_parallel_main
 
     code = run_tensor_parallel_main(main)
-    destroy_tensor_parallel()
-    sys.exit(code)
+    finish_tensor_parallel_main(code)

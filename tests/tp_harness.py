@@ -40,15 +40,14 @@ def _entry(fn, rank, world, port, args, out_dir, env):
     err = open(Path(out_dir) / f"rank{rank}.err", "w")
     os.dup2(err.fileno(), 2)
     sys.stderr = err
-    from nvfp4.distributed import destroy_tensor_parallel, run_tensor_parallel_main
+    from nvfp4.distributed import finish_tensor_parallel_main, run_tensor_parallel_main
 
     def main():
         result = fn(rank, world, *args)
         torch.save(result, Path(out_dir) / f"rank{rank}.pt")
 
     code = run_tensor_parallel_main(main)
-    destroy_tensor_parallel()
-    sys.exit(code)
+    finish_tensor_parallel_main(code)
 
 
 class RankResults:

@@ -6,11 +6,12 @@
   and ``agree`` (every rank learns whether any rank failed a step, and why);
 * ``errors.py``: ``run_tensor_parallel_main``: a failing rank prints its error tagged with its
   rank and exits non-zero at once, so the launcher (torchrun) and the peers' collectives
-  tear the group down instead of hanging.
+  tear the group down instead of hanging; ``finish_tensor_parallel_main``: how a script's
+  ranks end after it (a last barrier, then ``os._exit`` with the code).
 """
 
 from .collectives import RankFailure, agree, all_gather_objects, all_reduce_sum
-from .errors import run_tensor_parallel_main
+from .errors import finish_tensor_parallel_main, run_tensor_parallel_main
 from .group import (
     TIMEOUT_ENV,
     TPGroup,
@@ -32,4 +33,5 @@ __all__ = [
     "agree",
     "RankFailure",
     "run_tensor_parallel_main",
+    "finish_tensor_parallel_main",
 ]

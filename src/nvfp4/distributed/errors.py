@@ -78,3 +78,32 @@ def run_tensor_parallel_main(fn, *args, **kwargs) -> int:
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def finish_tensor_parallel_main(code: int) -> None:
+    """End this rank's process after ``run_tensor_parallel_main`` returned ``code``.
+
+    One process: leave the process group (if ours) and ``sys.exit(code)``. Several: meet the
+    peers at a last barrier (a peer that is gone makes it fail: exit non-zero), flush, and
+    ``os._exit(code)`` without tearing gloo/NCCL down in the interpreter's exit: that
+    teardown raced with the peers' and once aborted a rank that had finished cleanly
+    ("terminate called without an active exception", exit -6, in a CPU CI run of
+    ``benchmarks/bench_tp.py --tp 2``). Every output has been written (atomically) by then.
+    """
+    from .group import destroy_tensor_parallel
+
+    _, size = _rank_and_size()
+    if size <= 1:
+        destroy_tensor_parallel()
+        sys.exit(code)
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+    except Exception as exc:  # noqa: BLE001 - a peer that died: this run failed
+        report_rank_error(exc)
+        code = code or 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 
@@ -334,8 +333,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from ..distributed import destroy_tensor_parallel, run_tensor_parallel_main
+    from ..distributed import finish_tensor_parallel_main, run_tensor_parallel_main
 
     code = run_tensor_parallel_main(main)
-    destroy_tensor_parallel()
-    sys.exit(code)
+    finish_tensor_parallel_main(code)
