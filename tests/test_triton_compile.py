@@ -95,14 +95,14 @@ def test_gemm_compiles(a_mode, write_partial, even_k, block_m):
 @pytest.mark.parametrize("op", ["fp16", "bf16"])
 def test_gemm_weight_as_right_operand_compiles(target, m, op):
     """Every ``W_AS_B`` tile the small-M tuner can pick (launch.small_m_candidates), split-K
-    partials and fused epilogue; on sm_90 the K loop must be one asynchronous wgmma over the
+    partials and fused epilogue (bf16 output; float32 for the second tile: tensor-parallel
+    partial sums); on sm_90 the K loop must be one asynchronous wgmma over the
     weight in shared memory (the point of this orientation), with no layout conversion."""
-    import torch
-
     from nvfp4.ops.launch import small_m_candidates
 
-    for i, cand in enumerate(c for c in small_m_candidates(m, 4096, 4096, torch.device("cpu"), False) if c.get("W_AS_B")):
-        kernel = compile_for(target, nvfp4_gemm_kernel, _ptrs(a_ptr="*" + op, a_scale_ptr="*u8", gx_ptr="*fp32", out_ptr="*bf16"), dict(
+    for i, cand in enumerate(c for c in small_m_candidates(m, False) if c.get("W_AS_B")):
+        out = "*fp32" if i == 1 else "*bf16"
+        kernel = compile_for(target, nvfp4_gemm_kernel, _ptrs(a_ptr="*" + op, a_scale_ptr="*u8", gx_ptr="*fp32", out_ptr=out), dict(
             A_MODE=0, HAS_BIAS=True, WRITE_PARTIAL=i == 0, OP_DTYPE=OP[op], USE_ASM=True, INTERPRET=False, EVEN_K=True,
             BLOCK_N=cand["BLOCK_N"], BLOCK_M=cand["BLOCK_M"], BLOCK_K=cand["BLOCK_K"], W_AS_B=True,
         ), num_warps=cand["num_warps"], num_stages=cand["num_stages"])

@@ -149,7 +149,7 @@ def test_every_small_m_candidate_matches_exact(m, n, k):
     a = activation_operand(rp, rs)
     x_hat = launch.quantize_activation(x, gx, dequant_dtype=torch.float16)
     gemv_ok = launch.gemv_config(m, n, k, x.device) is not None
-    cands = launch.small_m_candidates(m, n, k, x.device, with_gemv=gemv_ok)
+    cands = launch.small_m_candidates(m, with_gemv=gemv_ok)
     for cand in cands:
         if cand.get("PATH") == "gemv":
             cfg = launch.gemv_config(m, n, k, x.device)

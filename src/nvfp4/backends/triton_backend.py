@@ -143,17 +143,12 @@ class TritonBackend(Backend):
             run = self._reference.apply_w4a16 if layer.scheme.weight_only else self._reference.apply_w4a4
             return run(layer, x, None)
         _ops()
-        from ..ops import launch, launch_dp4a
+        from ..ops import launch
 
-        if not layer.scheme.weight_only and launch_dp4a.dp4a_applies(x.shape[0], x.device):
-            return launch_dp4a.linear_w4a4_dp4a(x, layer.weight_packed, layer.weight_scale, layer.input_global_scale,
-                                                layer.alpha, None, out_dtype=torch.float32)
-        w_scale_u8 = layer.weight_scale.view(torch.uint8)
+        # The same routing as the forward (integer decode at M <= 4, tuned small-M GEMM, ...),
+        # only with a float32 output; the cuBLAS path is not taken (it rounds to x's dtype).
         if layer.scheme.weight_only:
-            tl_op, _ = launch._op_dtype(x.dtype, False)
-            a = x
-        else:
-            tl_op, torch_op = launch._op_dtype(x.dtype, True)
-            a = launch.quantize_activation(x, layer.input_global_scale, dequant_dtype=torch_op)
-        return launch.gemm(a, None, launch.A_DENSE, layer.weight_packed, w_scale_u8, layer.alpha, None, None,
-                           torch.float32, tl_op)
+            return launch.linear_w4a16(x, layer.weight_packed, layer.weight_scale, layer.alpha, None,
+                                       out_dtype=torch.float32)
+        return launch.linear_w4a4(x, layer.weight_packed, layer.weight_scale, layer.input_global_scale, layer.alpha,
+                                  None, out_dtype=torch.float32)

@@ -14,13 +14,14 @@ Three outputs, chosen at compile time by ``OUT_MODE``:
 
 Each program handles ``BLOCK_R`` rows by ``BLOCK_K`` columns (groups of 16 never straddle a
 block since ``K % 16 == 0`` and ``BLOCK_K % 16 == 0``). The rounding is the magic-number
-E2M1 rounding of ``fp_bits.e2m1_round_magnitude`` (a handful of instructions per element).
+E2M1 rounding of ``fp_bits`` (``e2m1_round`` / ``e2m1_twice`` / ``e2m1_code``: a handful of
+instructions per element).
 """
 
 import triton
 import triton.language as tl
 
-from .fp_bits import e2m1_code, e2m1_round, e4m3_byte_from_value, quantize_groups, safe_reciprocal
+from .fp_bits import e2m1_code, e2m1_round, e2m1_twice, e4m3_byte_from_value, quantize_groups, safe_reciprocal
 
 OUT_PACKED = 0
 OUT_DEQUANT = 1
@@ -59,9 +60,7 @@ def activation_quant_kernel(
         value = tl.reshape(e2m1_round(scaled) * scale[:, :, None], (BLOCK_R, BLOCK_K))
         tl.store(values_ptr + rows64[:, None] * K + cols[None, :], value.to(values_ptr.dtype.element_ty), mask=mask)
     elif OUT_MODE == 2:
-        # 2 * e2m1 is an integer; NaN elements give 0 (their group's fp32 scale is NaN).
-        value = tl.reshape(tl.where(scaled == scaled, e2m1_round(scaled), 0.0), (BLOCK_R, BLOCK_K))
-        twice = (value * 2.0).to(tl.int8)
+        twice = tl.reshape(e2m1_twice(scaled), (BLOCK_R, BLOCK_K)).to(tl.int8)
         tl.store(values_ptr + rows64[:, None] * K + cols[None, :], twice, mask=mask)
         tl.store(scale_ptr + rows64[:, None] * (K // 16) + groups[None, :], scale, mask=group_mask)
     else:

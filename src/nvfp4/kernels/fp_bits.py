@@ -97,6 +97,13 @@ def e2m1_round(scaled):
 
 
 @triton.jit
+def e2m1_twice(scaled):
+    """``2 * e2m1_round(scaled)`` as fp32 (an integer in -12..12), NaN elements -> 0: the int8
+    operand of the integer-dot decode path (a NaN group is carried by its NaN block scale)."""
+    return tl.where(scaled == scaled, e2m1_round(scaled), 0.0) * 2.0
+
+
+@triton.jit
 def e2m1_code(scaled):
     """The E2M1 code (int32 0..15) of ``clamp(scaled, -6, 6)`` rounded to nearest, ties to even,
     as ``numerics.e2m1_encode`` gives it: sign bit for ``scaled < 0`` (so -0.0 -> 0, a small

@@ -25,7 +25,7 @@ for the next launch. Epilogue as everywhere: ``acc * alpha`` in fp32, cast, ``+ 
 import triton
 import triton.language as tl
 
-from .fp_bits import e2m1_round, linear_epilogue, quantize_groups, safe_reciprocal
+from .fp_bits import e2m1_twice, linear_epilogue, quantize_groups, safe_reciprocal
 from .int_dot import (
     e4m3_byte_to_f32_times_2m8, fp4_word_to_int8, group_int_dot, group_int_dot_signed, load_lut, signed_int8_words,
 )
@@ -46,8 +46,7 @@ def _activation_words(x_ptr, xs_ptr, gx, inv_gx, r, k0, M, K, stride_xm, FUSED_Q
         x = tl.load(x_ptr + r * stride_xm + cols, mask=mask, other=0.0).to(tl.float32)
         scale, scaled = quantize_groups(tl.reshape(x, (1, G, 16)), gx, inv_gx)
         sx = tl.reshape(scale, (G,))
-        # 2 * e2m1 in -12..12; NaN elements (whose group scale is NaN) are set to 0.
-        twice = tl.where(scaled == scaled, e2m1_round(scaled), 0.0) * 2.0
+        twice = e2m1_twice(scaled)
         b = tl.reshape(twice.to(tl.int32) & 0xFF, (G, 4, 4))
         words = tl.sum(b << (tl.arange(0, 4) * 8)[None, None, :], axis=2)  # disjoint bytes: sum = or
     else:

@@ -311,7 +311,7 @@ def _reduce(partial, alpha, bias, out, split):
     KERNEL_LAUNCHES["splitk_reduce"] += 1
 
 
-def small_m_candidates(m: int, n: int, k: int, device: torch.device, with_gemv: bool) -> list[dict]:
+def small_m_candidates(m: int, with_gemv: bool) -> list[dict]:
     """What ``_small_gemm`` chooses from (timed once per shape and M bucket, ``tuning.pick``).
 
     ``W_AS_B`` tiles first (the untuned default): the activation is the left MMA operand and
@@ -354,11 +354,11 @@ def _small_gemm(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, confi
             return gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, gemv_cfg)
         return gemm(a, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, op_dtype, cand)
 
-    cands = small_m_candidates(m, n, k, a.device, gemv_cfg is not None and mode == "auto")
+    cands = small_m_candidates(m, gemv_cfg is not None and mode == "auto")
     if interpreting():
         return run(cands[0])
     key = (_pow2_at_least(m, 1) if m <= GEMV_M_MAX else min(_pow2_at_least(m, 16), 128), n, k, a.dtype,
-           str(op_dtype), a.device.index)
+           str(op_dtype), out_dtype, a.device.index)
     return run(tuning.pick(_SMALL_PATH_CHOICE, key, cands, run, a.device, "small-M GEMM"))
 
 
@@ -393,50 +393,54 @@ def _cublas_gemm(a_exact, w_packed, w_scale_u8, alpha_scalar: float, bias):
     return out if bias is None else out + bias
 
 
-def linear_w4a4(x, w_packed, w_scale, gx, alpha, bias, alpha_scalar=None, config=None):
+def linear_w4a4(x, w_packed, w_scale, gx, alpha, bias, alpha_scalar=None, config=None, out_dtype=None):
     """Exact W4A4 NVFP4 linear: quantize ``x`` (vLLM semantics), GEMM, alpha, bias.
 
     The activation is quantized by its own kernel into the exact operand ``e2m1(q)*s``
     (fp16 when that can hold it, i.e. always for fp16/bf16 inputs; the cuBLAS path uses
     x's dtype so the output dtype matches), then the GEMM reads it densely.
     ``alpha_scalar`` (a Python float, when every row has the same alpha) enables the cuBLAS
-    path for large M.
+    path for large M. ``out_dtype`` (default x's dtype): float32 gives the unrounded
+    ``alpha * GEMM`` a tensor-parallel rank all-reduces (with ``bias=None``).
     """
     m = x.shape[0]
+    out_dtype = out_dtype or x.dtype
     if m == 0:
-        return x.new_empty((0, w_packed.shape[0]))
+        return x.new_empty((0, w_packed.shape[0]), dtype=out_dtype)
     if config is None:
         from . import launch_dp4a  # imports this module: loaded lazily
 
         if launch_dp4a.dp4a_applies(m, x.device):  # M <= 4: the integer-dot decode kernel
-            return launch_dp4a.linear_w4a4_dp4a(x, w_packed, w_scale, gx, alpha, bias)
+            return launch_dp4a.linear_w4a4_dp4a(x, w_packed, w_scale, gx, alpha, bias, out_dtype=out_dtype)
     w_scale_u8 = w_scale.view(torch.uint8)
     if config is not None and config.get("A_MODE") == A_QUANTIZE:  # the fused variant, for comparisons
         tl_op, _ = _op_dtype(x.dtype, True)
         cfg = {k: v for k, v in config.items() if k != "A_MODE"}
-        return gemm(x, None, A_QUANTIZE, w_packed, w_scale_u8, alpha, bias, gx, x.dtype, tl_op, cfg)
-    if _cublas_path(m, alpha_scalar, x.device):
+        return gemm(x, None, A_QUANTIZE, w_packed, w_scale_u8, alpha, bias, gx, out_dtype, tl_op, cfg)
+    if _cublas_path(m, alpha_scalar, x.device) and out_dtype == x.dtype:
         x_hat = quantize_activation(x, gx, dequant_dtype=x.dtype)
         return _cublas_gemm(x_hat, w_packed, w_scale_u8, alpha_scalar, bias)
     tl_op, torch_op = _op_dtype(x.dtype, True)
     x_hat = quantize_activation(x, gx, dequant_dtype=torch_op)
     if m <= SPLITK_M_MAX:
-        return _small_gemm(x_hat, w_packed, w_scale_u8, alpha, bias, x.dtype, tl_op, config)
-    return gemm(x_hat, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, x.dtype, tl_op, config)
+        return _small_gemm(x_hat, w_packed, w_scale_u8, alpha, bias, out_dtype, tl_op, config)
+    return gemm(x_hat, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, tl_op, config)
 
 
-def linear_w4a16(x, w_packed, w_scale, alpha, bias, alpha_scalar=None, config=None):
+def linear_w4a16(x, w_packed, w_scale, alpha, bias, alpha_scalar=None, config=None, out_dtype=None):
     """W4A16: ``x`` stays in bf16/fp16, the FP4 weight is dequantized in registers (or, for
-    large M with a uniform alpha, into a transient copy for cuBLAS)."""
+    large M with a uniform alpha, into a transient copy for cuBLAS). ``out_dtype`` as in
+    ``linear_w4a4``."""
+    out_dtype = out_dtype or x.dtype
     if x.shape[0] == 0:
-        return x.new_empty((0, w_packed.shape[0]))
+        return x.new_empty((0, w_packed.shape[0]), dtype=out_dtype)
     w_scale_u8 = w_scale.view(torch.uint8)
-    if _cublas_path(x.shape[0], alpha_scalar, x.device):
+    if _cublas_path(x.shape[0], alpha_scalar, x.device) and out_dtype == x.dtype:
         return _cublas_gemm(x, w_packed, w_scale_u8, alpha_scalar, bias)
     tl_op, _ = _op_dtype(x.dtype, False)
     if x.shape[0] <= SPLITK_M_MAX:
-        return _small_gemm(x, w_packed, w_scale_u8, alpha, bias, x.dtype, tl_op, config)
-    return gemm(x, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, x.dtype, tl_op, config)
+        return _small_gemm(x, w_packed, w_scale_u8, alpha, bias, out_dtype, tl_op, config)
+    return gemm(x, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, tl_op, config)
 
 
 def gemm_w4a4_packed(x_packed, x_scale, w_packed, w_scale, alpha, bias, out_dtype, config=None):

@@ -61,6 +61,7 @@ CANDIDATES = {
     ),
 }
 CANDIDATES[4] = CANDIDATES[2]
+_TILE_KEYS = frozenset(CANDIDATES[1][0])
 
 
 def dp4a_mode() -> str:
@@ -95,9 +96,10 @@ def candidates(m: int) -> list[dict]:
 def dp4a_config(m: int, n: int, k: int, device: torch.device, override: dict | None = None) -> dict:
     """Tiles and split-K: the first candidate for M (or ``override`` on top of it), about
     ``WAVES`` programs per SM, every split a whole number of tiles."""
-    cfg = dict(candidates(m)[0])
-    if override:
-        cfg.update(override)
+    if override is not None and _TILE_KEYS <= override.keys():  # a whole candidate (the tuner's choice)
+        cfg = dict(override)
+    else:
+        cfg = {**candidates(m)[0], **(override or {})}
     if launch.interpreting():
         cfg.update(BLOCK_N=min(cfg["BLOCK_N"], 32), BLOCK_K=64, NUM_STAGES=1)
     k_tiles = launch.cdiv(k, cfg["BLOCK_K"])
