@@ -7,6 +7,7 @@
 #                  result, then timed beside bf16; the integer-dot kernel's candidates at M = 1)
 #       dp4atests: tests/gpu/test_dp4a_gpu.py and, of test_triton_gpu.py, activation quantization,
 #                  every small-M GEMM candidate, the exactness tests, compile and CUDA graphs
+#       profile:   benchmarks/profile_eager.py (host time of eager calls, cProfile by own time)
 #       tp1:       the NCCL tensor-parallel selfcheck at world size 1 (scripts/tp_nccl_check.sh)
 # Writes logs and CSVs under $OUT (the device tool's output folder) or ./device_out.
 set -u -o pipefail
@@ -30,6 +31,7 @@ for step in $STEPS; do
     dp4atests) timeout ${DP4A_TEST_TIMEOUT:-90} python3 -m pytest -q --tb=short -p no:cacheprovider -m gpu tests/gpu/test_dp4a_gpu.py \
                  tests/gpu/test_triton_gpu.py -k "${DP4A_TEST_K:-dp4a or fp8_rounding or nan_group or torch_compile or cuda_graph or (activation_quant_identical and 300) or small_m_candidate or matches_exact}" \
                  2>&1 | tee "$OUT/dp4a_tests.log" | tail -25 ;;
+    profile) timeout ${PROFILE_TIMEOUT:-90} python3 benchmarks/profile_eager.py ${PROFILE_ARGS:-} 2>&1 | tee "$OUT/profile_eager.log" | grep "per eager call" ;;
     tp1)   PYTHON=python3 timeout ${TP_TIMEOUT:-60} scripts/tp_nccl_check.sh 1 --out "$OUT/tp_nccl_ws1.json" 2>&1 | tee "$OUT/tp_nccl_ws1.log" | tail -12 ;;
   esac
 done

@@ -1,0 +1,86 @@
+"""Where the host time of an *eager* NVFP4 linear call goes (GPU needed).
+
+    PYTHONPATH=src python benchmarks/profile_eager.py [--shape 8b_o] [--ms 1,2048] [--calls 300]
+
+Decode-sized calls take a few microseconds of GPU time but an eager caller pays Python,
+custom-op dispatch and Triton's launcher on every call (``bench_linear.py --eager-shape``).
+This prints, per scheme and M: wall microseconds per back-to-back call through
+``torch.ops.nvfp4.*`` (what ``NVFP4Linear`` calls), through the launcher directly (no
+dispatcher), and for bf16 ``F.linear``; then the top functions of a cProfile of the
+``torch.ops`` calls by own time, so the next optimisation targets what is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_linear import SHAPES  # noqa: E402
+
+
+def _per_call_us(fn, calls, torch) -> float:
+    for _ in range(5):
+        fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t0) * 1e6 / calls
+
+
+def main(argv=None) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from nvfp4 import ops  # noqa: F401  (registers torch.ops.nvfp4)
+    from nvfp4.numerics import quantize_weight
+    from nvfp4.ops import launch
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shape", default="8b_o", choices=sorted(SHAPES))
+    ap.add_argument("--ms", default="1,2048")
+    ap.add_argument("--calls", type=int, default=300)
+    ap.add_argument("--top", type=int, default=25)
+    args = ap.parse_args(argv)
+    n, k = SHAPES[args.shape]
+    wp, ws, gw = quantize_weight(torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.02)
+    wb = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
+    gx = torch.tensor([2000.0], device="cuda")
+    alpha = (1.0 / (gx * gw)).expand(n).contiguous()
+    a_s = float(alpha[0])
+    nv = torch.ops.nvfp4
+    for m in (int(v) for v in args.ms.split(",")):
+        x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+        cases = {
+            "bf16 F.linear": lambda: F.linear(x, wb),
+            "w4a4 torch.ops": lambda: nv.linear_w4a4(x, wp, ws, gx, alpha, None, a_s),
+            "w4a4 launcher": lambda: launch.linear_w4a4(x, wp, ws, gx, alpha, None, a_s),
+            "w4a16 torch.ops": lambda: nv.linear_w4a16(x, wp, ws, alpha, None, a_s),
+            "w4a16 launcher": lambda: launch.linear_w4a16(x, wp, ws, alpha, None, a_s),
+        }
+        for name, fn in cases.items():
+            print(f"{args.shape} M={m:5d} {name:16s} {_per_call_us(fn, args.calls, torch):8.1f} us per eager call",
+                  flush=True)
+        for name in ("w4a4 torch.ops", "w4a16 torch.ops"):
+            fn = cases[name]
+            prof = cProfile.Profile()
+            prof.enable()
+            for _ in range(args.calls):
+                fn()
+            prof.disable()
+            torch.cuda.synchronize()
+            buf = io.StringIO()
+            pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(args.top)
+            print(f"--- cProfile {args.shape} M={m} {name}, {args.calls} calls, by own time")
+            print("\n".join(line for line in buf.getvalue().splitlines() if line.strip())[:6000], flush=True)
+
+
+if __name__ == "__main__":
+    main()
