@@ -215,6 +215,11 @@ def _eager_overhead(shape, meta, torch, F, ops, quantize_weight, calls=200):
     gx = torch.tensor([2000.0], device="cuda")
     alpha = (1.0 / (gx * gw)).expand(n).contiguous()
     alpha16 = (1.0 / gw).expand(n).contiguous()
+    from nvfp4 import NVFP4Linear
+
+    lin = torch.nn.Linear(k, n, bias=False, device="cuda", dtype=torch.bfloat16)
+    layer4 = NVFP4Linear.from_linear(lin, input_global_scale=2000.0, backend="triton").cuda()
+    layer16 = NVFP4Linear.from_linear(lin, weight_only=True, backend="triton").cuda()
     out = []
     for m in (1, 2048):
         x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
@@ -222,6 +227,9 @@ def _eager_overhead(shape, meta, torch, F, ops, quantize_weight, calls=200):
             "bf16_eager": lambda: F.linear(x, wb),
             "w4a4_eager": lambda: ops.linear_w4a4(x, wp, ws, gx, alpha, None, float(alpha[0])),
             "w4a16_eager": lambda: ops.linear_w4a16(x, wp, ws, alpha16, None, float(alpha16[0])),
+            # what a model's eager forward pays: NVFP4Linear skips the dispatcher (library.direct_call_ok)
+            "w4a4_layer_eager": lambda: layer4(x),
+            "w4a16_layer_eager": lambda: layer16(x),
         }
         times = {}
         for name, fn in fns.items():

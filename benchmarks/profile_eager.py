@@ -4,9 +4,10 @@
 
 Decode-sized calls take a few microseconds of GPU time but an eager caller pays Python,
 custom-op dispatch and Triton's launcher on every call (``bench_linear.py --eager-shape``).
-This prints, per scheme and M: wall microseconds per back-to-back call through
-``torch.ops.nvfp4.*`` (what ``NVFP4Linear`` calls), through the launcher directly (no
-dispatcher), and for bf16 ``F.linear``; then the top functions of a cProfile of the
+This prints, per scheme and M: wall microseconds per back-to-back call of an ``NVFP4Linear``
+(eager: the op's function without the dispatcher, ``ops.library.direct_call_ok``), through
+``torch.ops.nvfp4.*`` (what compiled graphs call), through the launcher directly, and for
+bf16 ``F.linear``; then the top functions of a cProfile of the
 ``torch.ops`` calls by own time, so the next optimisation targets what is measured.
 """
 
@@ -56,17 +57,24 @@ def main(argv=None) -> None:
     alpha = (1.0 / (gx * gw)).expand(n).contiguous()
     a_s = float(alpha[0])
     nv = torch.ops.nvfp4
+    from nvfp4 import NVFP4Linear
+
+    lin = torch.nn.Linear(k, n, bias=False, device="cuda", dtype=torch.bfloat16)
+    layer4 = NVFP4Linear.from_linear(lin, input_global_scale=2000.0, backend="triton").cuda()
+    layer16 = NVFP4Linear.from_linear(lin, weight_only=True, backend="triton").cuda()
     for m in (int(v) for v in args.ms.split(",")):
         x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
         cases = {
             "bf16 F.linear": lambda: F.linear(x, wb),
+            "w4a4 NVFP4Linear": lambda: layer4(x),
+            "w4a16 NVFP4Linear": lambda: layer16(x),
             "w4a4 torch.ops": lambda: nv.linear_w4a4(x, wp, ws, gx, alpha, None, a_s),
             "w4a4 launcher": lambda: launch.linear_w4a4(x, wp, ws, gx, alpha, None, a_s),
             "w4a16 torch.ops": lambda: nv.linear_w4a16(x, wp, ws, alpha, None, a_s),
             "w4a16 launcher": lambda: launch.linear_w4a16(x, wp, ws, alpha, None, a_s),
         }
         for name, fn in cases.items():
-            print(f"{args.shape} M={m:5d} {name:16s} {_per_call_us(fn, args.calls, torch):8.1f} us per eager call",
+            print(f"{args.shape} M={m:5d} {name:17s} {_per_call_us(fn, args.calls, torch):8.1f} us per eager call",
                   flush=True)
         for name in ("w4a4 torch.ops", "w4a16 torch.ops"):
             fn = cases[name]

@@ -4,8 +4,8 @@
 
 Per (shape, M): bf16 ``F.linear``, the default W4A4 path (whatever ``launch.linear_w4a4``
 picks: integer GEMV, tuned small-M GEMM or cuBLAS over a dequantized copy), then W4A4
-(activation-quantization kernel + the GEMM) with each tile the small-M tuner offers (the
-Gluon wgmma kernel's on Hopper) and those of ``CANDIDATES``, forced through ``config=``. GPU time over rotated weights in a
+(activation-quantization kernel + the GEMM) with each tile the small-M tuner offers and
+those of ``CANDIDATES``, forced through ``config=``. GPU time over rotated weights in a
 CUDA graph (``bench_linear._time``). The candidate lists of ``ops/launch.py`` come from
 these sweeps; the results of a run are kept under ``benchmarks/results/raw/``.
 """
@@ -26,13 +26,8 @@ CANDIDATES = [
 
 
 def candidates_for(m: int, k: int, launch) -> list[dict]:
-    """The small-M tuner's list for min(M, 128) (Gluon wgmma tiles on Hopper included), then
-    ``CANDIDATES`` not already in it."""
-    import torch
-
-    probe = torch.empty(1, k, device="cuda", dtype=torch.float16)
-    wgmma_k = k if launch.wgmma_kernel_applies(probe, k, 64) else None
-    out = [c for c in launch.small_m_candidates(min(m, 128), False, wgmma_k=wgmma_k) if "BLOCK_M" in c]
+    """The small-M tuner's tiles for min(M, 128), then ``CANDIDATES`` not already in it."""
+    out = [c for c in launch.small_m_candidates(min(m, 128), False) if "BLOCK_M" in c]
     for w_as_b, bm, bn, bk, warps, stages in CANDIDATES:
         c = dict(W_AS_B=w_as_b, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=stages)
         if c not in out:

@@ -41,6 +41,12 @@ def _ops():
     return torch.ops.nvfp4, ops
 
 
+def _library():
+    from ..ops import library
+
+    return library
+
+
 class TritonBackend(Backend):
     name = "triton"
     priority = 10
@@ -116,7 +122,10 @@ class TritonBackend(Backend):
                 x, layer.weight_packed, layer.weight_scale, layer.weight_packed_decode, layer.weight_scale_decode,
                 layer.input_global_scale, layer.alpha, bias, getattr(layer, "nvfp4_alpha_scalar", None),
             )
-        return ops.linear_w4a4(
+        # Eager calls skip the dispatcher (same function, ~50 us less host time per call);
+        # anything that traces goes through the custom op (library.direct_call_ok).
+        run = _library().linear_w4a4_impl if _library().direct_call_ok(x) else ops.linear_w4a4
+        return run(
             x, layer.weight_packed, layer.weight_scale, layer.input_global_scale, layer.alpha, bias,
             getattr(layer, "nvfp4_alpha_scalar", None),
         )
@@ -130,7 +139,8 @@ class TritonBackend(Backend):
                 x, layer.weight_packed, layer.weight_scale, layer.weight_packed_decode, layer.weight_scale_decode,
                 None, layer.alpha, bias, getattr(layer, "nvfp4_alpha_scalar", None),
             )
-        return ops.linear_w4a16(
+        run = _library().linear_w4a16_impl if _library().direct_call_ok(x) else ops.linear_w4a16
+        return run(
             x, layer.weight_packed, layer.weight_scale, layer.alpha, bias, getattr(layer, "nvfp4_alpha_scalar", None)
         )
 

@@ -246,17 +246,14 @@ def gemm(
         partial = torch.empty((split, m, n), dtype=torch.float32, device=device) if split > 1 else out
         grid = (cdiv(n, cfg["BLOCK_N"]), cdiv(m, cfg["BLOCK_M"]), split)
         tiles_per_split = cdiv(cdiv(k, cfg["BLOCK_K"]), split)
-        if cfg.get("GLUON"):
-            _launch_wgmma(cfg, grid, a, w_packed, w_scale_u8, alpha, bias, out, partial, m, n, k, tiles_per_split, op_dtype)
-        else:
-            kernel = nvfp4_gemm_kernel_interpreted if interpreting() else nvfp4_gemm_kernel
-            kernel[grid](
-                *args, partial, m, n, k, stride_am, k // 2, k // 16, tiles_per_split, split, 0,
-                WRITE_PARTIAL=split > 1, EVEN_K=cfg["EVEN_K"],
-                BLOCK_N=cfg["BLOCK_N"], BLOCK_M=cfg["BLOCK_M"], BLOCK_K=cfg["BLOCK_K"], W_AS_B=bool(cfg["W_AS_B"]),
-                num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], **common,
-            )
-            KERNEL_LAUNCHES["gemm_small_m"] += 1
+        kernel = nvfp4_gemm_kernel_interpreted if interpreting() else nvfp4_gemm_kernel
+        kernel[grid](
+            *args, partial, m, n, k, stride_am, k // 2, k // 16, tiles_per_split, split, 0,
+            WRITE_PARTIAL=split > 1, EVEN_K=cfg["EVEN_K"],
+            BLOCK_N=cfg["BLOCK_N"], BLOCK_M=cfg["BLOCK_M"], BLOCK_K=cfg["BLOCK_K"], W_AS_B=bool(cfg["W_AS_B"]),
+            num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], **common,
+        )
+        KERNEL_LAUNCHES["gemm_small_m"] += 1
     else:
         partial = out  # the large configurations do not split K
         kernel = _autotuned_large()
@@ -270,35 +267,6 @@ def gemm(
     if split > 1:
         _reduce(partial, alpha, bias, out, split)
     return out
-
-
-def wgmma_kernel_applies(a: torch.Tensor, k: int, block_k: int) -> bool:
-    """The Gluon kernel (``kernels/gemm_wgmma.py``) runs on Hopper (wgmma, sm_90) with whole
-    K tiles, a dense fp16/bf16 operand, and not under the interpreter."""
-    if interpreting() or a.device.type != "cuda" or k % block_k or a.dtype not in (torch.float16, torch.bfloat16):
-        return False
-    index = a.device.index if a.device.index is not None else torch.cuda.current_device()
-    return _capability(index)[0] == 9
-
-
-@functools.lru_cache(maxsize=None)
-def _capability(index: int):
-    return torch.cuda.get_device_capability(index)
-
-
-def _launch_wgmma(cfg, grid, a, w_packed, w_scale_u8, alpha, bias, out, partial, m, n, k, tiles_per_split, op_dtype):
-    if not (cfg["EVEN_K"] and wgmma_kernel_applies(a, k, cfg["BLOCK_K"])):
-        raise ValueError(f"the Gluon wgmma GEMM needs a Hopper GPU and whole K tiles per split (K = {k}, config {cfg})")
-    from ..kernels.gemm_wgmma import nvfp4_gemm_wgmma_kernel  # Gluon: imported only where it can run
-
-    has_bias = bias is not None
-    nvfp4_gemm_wgmma_kernel[grid](
-        a, w_packed, w_scale_u8, alpha, bias if has_bias else alpha, out, partial, m, n, k, a.stride(0), k // 2,
-        k // 16, tiles_per_split, HAS_BIAS=has_bias, WRITE_PARTIAL=cfg["SPLIT_K"] > 1, OP_DTYPE=op_dtype,
-        BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"], NUM_STAGES=cfg["num_stages"],
-        num_warps=cfg["num_warps"],
-    )
-    KERNEL_LAUNCHES["gemm_wgmma"] += 1
 
 
 def gemv_config(m: int, n: int, k: int, device: torch.device) -> dict | None:
@@ -344,21 +312,7 @@ def _reduce(partial, alpha, bias, out, split):
     KERNEL_LAUNCHES["splitk_reduce"] += 1
 
 
-# Tiles of the Gluon wgmma GEMM (kernels/gemm_wgmma.py) offered to the small-M tuner on Hopper:
-# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, NUM_STAGES); wgmma needs 64 rows per warpgroup.
-WGMMA_TILES = {
-    64: ((64, 128, 64, 4, 4), (64, 64, 128, 4, 3), (64, 256, 64, 4, 3)),
-    128: ((128, 128, 64, 4, 3), (128, 128, 64, 8, 4), (128, 256, 64, 8, 3), (128, 128, 128, 8, 3)),
-}
-
-
-def wgmma_candidates(m: int, k: int) -> list[dict]:
-    tiles = WGMMA_TILES[64 if m <= 64 else 128]
-    return [dict(GLUON=True, W_AS_B=True, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=st)
-            for bm, bn, bk, w, st in tiles if k % bk == 0]
-
-
-def small_m_candidates(m: int, with_gemv: bool, wgmma_k: int | None = None) -> list[dict]:
+def small_m_candidates(m: int, with_gemv: bool) -> list[dict]:
     """What ``_small_gemm`` chooses from (timed once per shape and M bucket, ``tuning.pick``).
 
     ``W_AS_B`` tiles first (the untuned default): the activation is the left MMA operand and
@@ -374,16 +328,13 @@ def small_m_candidates(m: int, with_gemv: bool, wgmma_k: int | None = None) -> l
         tiles = [(64, 64, 128, 4, 3), (64, 128, 128, 4, 3)]
     else:
         # 64-wide K steps first: half the shared memory of 128 (74 KB at 3 stages), so two
-        # programs share an SM and one decodes its weight tile while the other's wgmma runs
-        # (Triton waits for each wgmma before the next decode). H200 sweep at M = 128
-        # (raw/h200_tile_sweep_mid_m.log): 8-12% faster than the 128-wide step on 4 shapes.
+        # programs fit on an SM. H200 sweep at M = 128 (raw/h200_tile_sweep_mid_m.log):
+        # 8-12% faster than the 128-wide step on 4 shapes.
         # Also two 64-row tiles: twice the programs (and weight decodes), more parallelism.
         tiles = [(128, 128, 64, 4, 3), (128, 128, 64, 8, 4), (128, 128, 128, 8, 3), (128, 64, 128, 4, 3),
                  (64, 128, 128, 4, 3)]
     cands = [dict(W_AS_B=True, BLOCK_M=bm_, BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=st)
              for bm_, bn, bk, w, st in tiles]
-    if wgmma_k is not None:
-        cands += wgmma_candidates(m, wgmma_k)
     cands.append(dict(W_AS_B=False))
     if with_gemv:
         cands.append(dict(PATH="gemv"))
@@ -410,8 +361,7 @@ def _small_gemm(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, confi
             return gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, gemv_cfg)
         return gemm(a, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, op_dtype, cand)
 
-    cands = small_m_candidates(m, gemv_cfg is not None and mode == "auto",
-                               wgmma_k=k if wgmma_kernel_applies(a, k, 64) else None)
+    cands = small_m_candidates(m, gemv_cfg is not None and mode == "auto")
     if interpreting():
         return run(cands[0])
     key = (_pow2_at_least(m, 1) if m <= GEMV_M_MAX else min(_pow2_at_least(m, 16), 128), n, k, a.dtype,
