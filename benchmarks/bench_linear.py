@@ -202,12 +202,26 @@ def run(args) -> None:
     print(f"wrote {args.out}")
 
 
+def eager_per_call_us(fn, calls, torch) -> float:
+    """Wall-clock microseconds per call of ``calls`` back-to-back eager calls (after 5 warm-up
+    calls): host overhead included, which is the point."""
+    import time
+
+    for _ in range(5):
+        fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t0) * 1e6 / calls
+
+
 def _eager_overhead(shape, meta, torch, F, ops, quantize_weight, calls=200):
     """Wall-clock microseconds per call of back-to-back *eager* calls (no graph, one weight,
     L2-warm): when this exceeds the GPU time of the table, an eager caller is bound by
     Python/launch overhead, not by the kernels. Rows ``<impl>_eager``; the ratio is against
     ``bf16_eager`` (cuBLAS through ``F.linear``: one launch)."""
-    import time
 
     n, k = SHAPES[shape]
     wp, ws, gw = quantize_weight(torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.02)
@@ -231,16 +245,7 @@ def _eager_overhead(shape, meta, torch, F, ops, quantize_weight, calls=200):
             "w4a4_layer_eager": lambda: layer4(x),
             "w4a16_layer_eager": lambda: layer16(x),
         }
-        times = {}
-        for name, fn in fns.items():
-            for _ in range(5):
-                fn()
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            torch.cuda.synchronize()
-            times[name] = (time.perf_counter() - t0) * 1e6 / calls
+        times = {name: eager_per_call_us(fn, calls, torch) for name, fn in fns.items()}
         for name, us in times.items():
             out.append(dict(meta, shape=shape, n=n, k=k, m=m, impl=name, time_us=f"{us:.2f}", tflops="", weight_gbps="",
                             speedup_vs_bf16=f"{times['bf16_eager'] / us:.2f}", speedup_vs_reference="",

@@ -19,21 +19,9 @@ import io
 import os
 import pstats
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_linear import SHAPES  # noqa: E402
-
-
-def _per_call_us(fn, calls, torch) -> float:
-    for _ in range(5):
-        fn()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - t0) * 1e6 / calls
+from bench_linear import SHAPES, eager_per_call_us  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -74,7 +62,7 @@ def main(argv=None) -> None:
             "w4a16 launcher": lambda: launch.linear_w4a16(x, wp, ws, alpha, None, a_s),
         }
         for name, fn in cases.items():
-            print(f"{args.shape} M={m:5d} {name:17s} {_per_call_us(fn, args.calls, torch):8.1f} us per eager call",
+            print(f"{args.shape} M={m:5d} {name:17s} {eager_per_call_us(fn, args.calls, torch):8.1f} us per eager call",
                   flush=True)
         for name in ("w4a4 torch.ops", "w4a16 torch.ops"):
             fn = cases[name]

@@ -41,12 +41,6 @@ def _ops():
     return torch.ops.nvfp4, ops
 
 
-def _library():
-    from ..ops import library
-
-    return library
-
-
 class TritonBackend(Backend):
     name = "triton"
     priority = 10
@@ -116,7 +110,7 @@ class TritonBackend(Backend):
     def apply_w4a4(self, layer, x, bias):
         if self._fp32(x):
             return self._reference.apply_w4a4(layer, x, bias)
-        ops, _ = _ops()
+        ops, mod = _ops()
         if getattr(layer, "weight_packed_decode", None) is not None:
             return ops.linear_decode_v2(
                 x, layer.weight_packed, layer.weight_scale, layer.weight_packed_decode, layer.weight_scale_decode,
@@ -124,7 +118,7 @@ class TritonBackend(Backend):
             )
         # Eager calls skip the dispatcher (same function, ~50 us less host time per call);
         # anything that traces goes through the custom op (library.direct_call_ok).
-        run = _library().linear_w4a4_impl if _library().direct_call_ok(x) else ops.linear_w4a4
+        run = mod.library.linear_w4a4_impl if mod.library.direct_call_ok(x) else ops.linear_w4a4
         return run(
             x, layer.weight_packed, layer.weight_scale, layer.input_global_scale, layer.alpha, bias,
             getattr(layer, "nvfp4_alpha_scalar", None),
@@ -133,13 +127,13 @@ class TritonBackend(Backend):
     def apply_w4a16(self, layer, x, bias):
         if self._fp32(x):
             return self._reference.apply_w4a16(layer, x, bias)
-        ops, _ = _ops()
+        ops, mod = _ops()
         if getattr(layer, "weight_packed_decode", None) is not None:
             return ops.linear_decode_v2(
                 x, layer.weight_packed, layer.weight_scale, layer.weight_packed_decode, layer.weight_scale_decode,
                 None, layer.alpha, bias, getattr(layer, "nvfp4_alpha_scalar", None),
             )
-        run = _library().linear_w4a16_impl if _library().direct_call_ok(x) else ops.linear_w4a16
+        run = mod.library.linear_w4a16_impl if mod.library.direct_call_ok(x) else ops.linear_w4a16
         return run(
             x, layer.weight_packed, layer.weight_scale, layer.alpha, bias, getattr(layer, "nvfp4_alpha_scalar", None)
         )
