@@ -186,6 +186,29 @@ def test_untuned_default_quantizes_in_a_separate_launch(monkeypatch):
     assert launch_dp4a.dp4a_config(1, 4096, 4096, dev, {"FUSED_QUANT": True})["FUSED_QUANT"]
 
 
+@pytest.mark.parametrize("m,dtype,bias", [(2, BF16, True), (3, FP16, False), (4, BF16, False)])
+def test_float_path_candidate_within_the_bound(m, dtype, bias):
+    """``FLOAT_PATH``, the candidate timed beside the GEMV tiles at M = 2..4, runs the float
+    kernels (activation operand + small-M GEMM), within the same bound."""
+    x, wp, ws, gx, alpha, b = _case(m, 40, 192, dtype, seed=m + 7, bias=bias)
+    before = dict(launch.KERNEL_LAUNCHES)
+    out = launch_dp4a.linear_w4a4_dp4a(x, wp, ws, gx, alpha, b, dict(launch_dp4a.FLOAT_PATH))
+    _check(out, x, wp, ws, gx, alpha, b, f"float path M={m}")
+    assert launch.KERNEL_LAUNCHES["gemv_dp4a"] == before.get("gemv_dp4a", 0)
+    assert launch.KERNEL_LAUNCHES["activation_quant"] == before.get("activation_quant", 0) + 1
+    fp32 = launch_dp4a.linear_w4a4_dp4a(x, wp, ws, gx, alpha, None, dict(launch_dp4a.FLOAT_PATH), out_dtype=torch.float32)
+    assert fp32.dtype == torch.float32
+
+
+def test_float_path_is_a_candidate_only_when_tuning_freely(monkeypatch):
+    assert launch_dp4a.FLOAT_PATH not in launch_dp4a.candidates(1)
+    assert all(launch_dp4a.candidates(m)[-1] == launch_dp4a.FLOAT_PATH for m in (2, 3, 4))
+    assert launch_dp4a.candidates(2)[0] != launch_dp4a.FLOAT_PATH  # the untuned default stays the GEMV
+    for forced in ("fused", "unfused"):
+        monkeypatch.setenv("NVFP4_TRITON_DP4A", forced)
+        assert launch_dp4a.FLOAT_PATH not in launch_dp4a.candidates(4)
+
+
 def test_tile_candidates_follow_the_variant_switch(monkeypatch):
     assert not launch_dp4a.candidates(1)[0]["FUSED_QUANT"] and not launch_dp4a.candidates(4)[0]["FUSED_QUANT"]
     monkeypatch.setenv("NVFP4_TRITON_DP4A", "unfused")

@@ -147,8 +147,8 @@ def test_non_finite_activations_on_hardware():
 
 @pytest.mark.parametrize("m", [1, 3])
 def test_every_tuner_candidate_exact_and_the_choice_cached(m):
-    """Each tile candidate within the exact bound; the tuner times them once per shape, keeps
-    one of them and then launches only that (one GEMV per call)."""
+    """Each candidate (GEMV tiles and, at M >= 2, the float path) within the exact bound; the
+    tuner times them once per shape, keeps one of them and then launches only that."""
     launch, launch_dp4a = _launch()
     n, k = 6144, 4096
     wp, ws, gw = _layer(n, k, seed=11 + m)
@@ -163,10 +163,14 @@ def test_every_tuner_candidate_exact_and_the_choice_cached(m):
     tuned = launch_dp4a.linear_w4a4_dp4a(x, wp, ws, gx, alpha, None)
     (choice,) = launch_dp4a._CHOICE.values()
     assert choice in launch_dp4a.candidates(m)
+    before = dict(launch.KERNEL_LAUNCHES)
     assert torch.equal(tuned, launch_dp4a.linear_w4a4_dp4a(x, wp, ws, gx, alpha, None, choice))
-    before = launch.KERNEL_LAUNCHES["gemv_dp4a"]
+    explicit = {k: v - before.get(k, 0) for k, v in launch.KERNEL_LAUNCHES.items() if v != before.get(k, 0)}
+    before = dict(launch.KERNEL_LAUNCHES)
     assert torch.equal(launch_dp4a.linear_w4a4_dp4a(x, wp, ws, gx, alpha, None), tuned)
-    assert launch.KERNEL_LAUNCHES["gemv_dp4a"] == before + 1
+    again = {k: v - before.get(k, 0) for k, v in launch.KERNEL_LAUNCHES.items() if v != before.get(k, 0)}
+    assert again == explicit and (again.get("gemv_dp4a") == 1) == (choice != launch_dp4a.FLOAT_PATH), (choice, again)
+    assert (launch_dp4a.FLOAT_PATH in launch_dp4a.candidates(m)) == (m > 1)
 
 
 def test_shape_first_seen_in_a_capture_keeps_the_default_tiles():

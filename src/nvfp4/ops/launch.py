@@ -6,8 +6,9 @@ below then reads a dense activation (W4A16 reads ``x`` itself):
 
 * ``M <= 4``, W4A4: the integer-dot decode kernel (``kernels/gemv_dp4a.py``, launched by
   ``launch_dp4a.py``: activation quantization fused in at M = 1, an int8-output activation
-  launch before it at M = 2..4, split-K reduced in the kernel); ``NVFP4_TRITON_DP4A=off``
-  sends these M to the float paths below;
+  launch before it at M = 2..4, split-K reduced in the kernel; at M = 2..4 its tuner also
+  times the float path below, ``linear_w4a4_float``); ``NVFP4_TRITON_DP4A=off`` sends
+  these M to the float paths below;
 * ``M <= SPLITK_M_MAX`` (128; W4A16 and W4A4 from M = 5, or with the integer path off):
   the tensor-core split-K GEMM (fp32 partials, then ``splitk_reduce`` in a fixed order:
   deterministic) in either MMA operand orientation (``W_AS_B``: the weight through shared
@@ -417,8 +418,18 @@ def linear_w4a4(x, w_packed, w_scale, gx, alpha, bias, alpha_scalar=None, config
     if config is None:
         from . import launch_dp4a  # imports this module: loaded lazily
 
-        if launch_dp4a.dp4a_applies(m, x.device):  # M <= 4: the integer-dot decode kernel
+        if launch_dp4a.dp4a_applies(m, x.device):  # M <= 4: the integer-dot decode kernel (or, timed
+            # faster for the shape, the float paths below: launch_dp4a.FLOAT_PATH)
             return launch_dp4a.linear_w4a4_dp4a(x, w_packed, w_scale, gx, alpha, bias, out_dtype=out_dtype)
+    return linear_w4a4_float(x, w_packed, w_scale, gx, alpha, bias, alpha_scalar, config, out_dtype)
+
+
+def linear_w4a4_float(x, w_packed, w_scale, gx, alpha, bias, alpha_scalar=None, config=None, out_dtype=None):
+    """``linear_w4a4`` without the integer-dot decode kernel: the activation kernel writes the
+    exact fp16/bf16 operand, then the tensor-core GEMM (tuned small-M tiles, the CUDA-core
+    GEMV at M <= 4, or cuBLAS for large M) multiplies it."""
+    m = x.shape[0]
+    out_dtype = out_dtype or x.dtype
     w_scale_u8 = w_scale.view(torch.uint8)
     if config is not None and config.get("A_MODE") == A_QUANTIZE:  # the fused variant, for comparisons
         tl_op, _ = _op_dtype(x.dtype, True)

@@ -1,7 +1,7 @@
 """Launcher of the integer-dot W4A4 decode kernel (``kernels/gemv_dp4a.py``), M <= 4.
 
 ``NVFP4_TRITON_DP4A`` picks the variant: ``auto`` (the default: whichever the tuner measures
-faster for the shape, among ``CANDIDATES``), ``fused`` (the activation is quantized inside the GEMV: one launch per
+faster for the shape, among ``CANDIDATES`` and, at M = 2..4, ``FLOAT_PATH``), ``fused`` (the activation is quantized inside the GEMV: one launch per
 linear), ``unfused`` (the activation kernel writes int8 values + fp32 scales first, then the
 GEMV) or ``off`` (W4A4 decode runs on the tensor-core paths of ``launch.py``). Fusing costs
 more with every row (each program re-quantizes its K slice once per activation row): the
@@ -62,6 +62,11 @@ CANDIDATES = {
 }
 CANDIDATES[4] = CANDIDATES[2]
 _TILE_KEYS = frozenset(CANDIDATES[1][0])
+# At M = 2..4 (tuner on, variant not forced) the float path is timed beside the tiles: the
+# activation kernel's fp16 operand and the tuned tensor-core / CUDA-core GEMM of launch.py.
+# Each activation row costs the integer GEMV 4 dp4a per group, so on some shapes the float
+# path is faster there (H200, raw/h200_decode_run4.csv: 8B `qkv` at M = 4, 20.2 vs 20.9 us).
+FLOAT_PATH = {"PATH": "float"}
 
 
 def dp4a_mode() -> str:
@@ -90,6 +95,8 @@ def candidates(m: int) -> list[dict]:
             cand["FUSED_QUANT"] = mode == "fused"
         if cand not in out:
             out.append(cand)
+    if _rows(m) > 1 and mode == "auto":
+        out.append(dict(FLOAT_PATH))
     return out
 
 
@@ -114,16 +121,16 @@ def dp4a_config(m: int, n: int, k: int, device: torch.device, override: dict | N
     return cfg
 
 
-def tuned_override(x, w_packed, w_scale, gx, alpha, bias) -> dict:
+def tuned_override(x, w_packed, w_scale, gx, alpha, bias, out_dtype=None) -> dict:
     """The candidate to run for this shape (``tuning.pick``: timed once, then cached)."""
     m, k = x.shape
     n = w_packed.shape[0]
     if launch.interpreting():
         return candidates(m)[0]
-    key = (m, n, k, x.dtype, dp4a_mode(), x.device.index)
+    key = (m, n, k, x.dtype, out_dtype, dp4a_mode(), x.device.index)
 
     def run(cand):
-        return linear_w4a4_dp4a(x, w_packed, w_scale, gx, alpha, bias, config=cand)
+        return linear_w4a4_dp4a(x, w_packed, w_scale, gx, alpha, bias, config=cand, out_dtype=out_dtype)
 
     return tuning.pick(_CHOICE, key, candidates(m), run, x.device, "dp4a")
 
@@ -161,7 +168,9 @@ def linear_w4a4_dp4a(x, w_packed, w_scale, gx, alpha, bias, config: dict | None 
     if m > DP4A_M_MAX:
         raise ValueError(f"linear_w4a4_dp4a: M = {m} > {DP4A_M_MAX}; use launch.linear_w4a4")
     if config is None:
-        config = tuned_override(x, w_packed, w_scale, gx, alpha, bias)
+        config = tuned_override(x, w_packed, w_scale, gx, alpha, bias, out_dtype)
+    if config.get("PATH") == "float":
+        return launch.linear_w4a4_float(x, w_packed, w_scale, gx, alpha, bias, out_dtype=out_dtype)
     cfg = dp4a_config(m, n, k, x.device, config)
     if cfg["FUSED_QUANT"]:
         xq, xs = x, alpha  # xs unused
