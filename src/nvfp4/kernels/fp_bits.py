@@ -149,32 +149,13 @@ def quantize_groups(xg, gx, inv_gx):
     ``scaled = x * (1 / (s * (1/Gx)))`` is what the E2M1 rounding is applied to. A NaN in a
     group propagates through its amax (NaN-propagating max and min) into the block scale.
     """
-    scale, output_scale = group_scales(group_amax(xg, 2), gx, inv_gx)
-    scaled = xg * output_scale[:, :, None]
-    return scale, scaled
-
-
-@triton.jit
-def group_amax(x, axis: tl.constexpr):
-    """``max |x|`` along ``axis``, NaN-propagating (a NaN in a group makes its scale NaN)."""
-    return tl.reduce(tl.abs(x), axis, _nan_max)
-
-
-@triton.jit
-def nan_max(a, b):
-    """Elementwise NaN-propagating maximum (combines the amax of two half groups)."""
-    return _nan_max(a, b)
-
-
-@triton.jit
-def group_scales(amax, gx, inv_gx):
-    """Block scales of groups with absolute maximum ``amax`` (vLLM's ``ref_nvfp4_quant``):
-    ``(scale, output_scale)``, the E4M3 value (fp32, or NaN) and the multiplier the group's
-    elements are scaled by before the E2M1 rounding."""
+    amax = tl.reduce(tl.abs(xg), 2, _nan_max)
     one_sixth = f32_from_bits(tl.full(amax.shape, ONE_SIXTH_F32_BITS, tl.int32))
     v = tl.minimum(gx * (amax * one_sixth), 448.0, propagate_nan=tl.PropagateNan.ALL)
     scale = round_to_e4m3(v)
-    return scale, safe_reciprocal(scale * inv_gx)
+    output_scale = safe_reciprocal(scale * inv_gx)
+    scaled = xg * output_scale[:, :, None]
+    return scale, scaled
 
 
 @triton.jit
