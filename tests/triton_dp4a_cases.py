@@ -196,8 +196,11 @@ def test_float_path_candidate_within_the_bound(m, dtype, bias):
     _check(out, x, wp, ws, gx, alpha, b, f"float path M={m}")
     assert launch.KERNEL_LAUNCHES["gemv_dp4a"] == before.get("gemv_dp4a", 0)
     assert launch.KERNEL_LAUNCHES["activation_quant"] == before.get("activation_quant", 0) + 1
+    # float32 output (tensor-parallel partials): the same sums, unrounded; rounded once they
+    # are the x-dtype output of the same path without bias.
     fp32 = launch_dp4a.linear_w4a4_dp4a(x, wp, ws, gx, alpha, None, dict(launch_dp4a.FLOAT_PATH), out_dtype=torch.float32)
-    assert fp32.dtype == torch.float32
+    rounded = launch_dp4a.linear_w4a4_dp4a(x, wp, ws, gx, alpha, None, dict(launch_dp4a.FLOAT_PATH))
+    assert fp32.dtype == torch.float32 and torch.equal(fp32.to(dtype), rounded)
 
 
 def test_float_path_is_a_candidate_only_when_tuning_freely(monkeypatch):

@@ -163,12 +163,14 @@ def test_every_tuner_candidate_exact_and_the_choice_cached(m):
     tuned = launch_dp4a.linear_w4a4_dp4a(x, wp, ws, gx, alpha, None)
     (choice,) = launch_dp4a._CHOICE.values()
     assert choice in launch_dp4a.candidates(m)
-    before = dict(launch.KERNEL_LAUNCHES)
-    assert torch.equal(tuned, launch_dp4a.linear_w4a4_dp4a(x, wp, ws, gx, alpha, None, choice))
-    explicit = {k: v - before.get(k, 0) for k, v in launch.KERNEL_LAUNCHES.items() if v != before.get(k, 0)}
-    before = dict(launch.KERNEL_LAUNCHES)
-    assert torch.equal(launch_dp4a.linear_w4a4_dp4a(x, wp, ws, gx, alpha, None), tuned)
-    again = {k: v - before.get(k, 0) for k, v in launch.KERNEL_LAUNCHES.items() if v != before.get(k, 0)}
+
+    def launches_of(call):
+        before = dict(launch.KERNEL_LAUNCHES)
+        assert torch.equal(call(), tuned)
+        return {k: v - before.get(k, 0) for k, v in launch.KERNEL_LAUNCHES.items() if v != before.get(k, 0)}
+
+    explicit = launches_of(lambda: launch_dp4a.linear_w4a4_dp4a(x, wp, ws, gx, alpha, None, choice))
+    again = launches_of(lambda: launch_dp4a.linear_w4a4_dp4a(x, wp, ws, gx, alpha, None))
     assert again == explicit and (again.get("gemv_dp4a") == 1) == (choice != launch_dp4a.FLOAT_PATH), (choice, again)
     assert (launch_dp4a.FLOAT_PATH in launch_dp4a.candidates(m)) == (m > 1)
 

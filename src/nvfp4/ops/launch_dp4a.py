@@ -65,7 +65,8 @@ _TILE_KEYS = frozenset(CANDIDATES[1][0])
 # At M = 2..4 (tuner on, variant not forced) the float path is timed beside the tiles: the
 # activation kernel's fp16 operand and the tuned tensor-core / CUDA-core GEMM of launch.py.
 # Each activation row costs the integer GEMV 4 dp4a per group, so on some shapes the float
-# path is faster there (H200, raw/h200_decode_run4.csv: 8B `qkv` at M = 4, 20.2 vs 20.9 us).
+# path is faster there (H200, raw/h200_tuner_choices_m2_4.log: picked on 2 of 24 shape/M
+# pairs, e.g. 8B `qkv` at M = 4, 25.9 vs 26.3 us for the best GEMV tile).
 FLOAT_PATH = {"PATH": "float"}
 
 
@@ -162,15 +163,15 @@ def linear_w4a4_dp4a(x, w_packed, w_scale, gx, alpha, bias, config: dict | None 
     output is in x's dtype, or ``out_dtype`` (float32 for tensor-parallel partial sums)."""
     m, k = x.shape
     n = w_packed.shape[0]
-    out = torch.empty((m, n), dtype=out_dtype or x.dtype, device=x.device)
     if m == 0:
-        return out
+        return torch.empty((0, n), dtype=out_dtype or x.dtype, device=x.device)
     if m > DP4A_M_MAX:
         raise ValueError(f"linear_w4a4_dp4a: M = {m} > {DP4A_M_MAX}; use launch.linear_w4a4")
     if config is None:
         config = tuned_override(x, w_packed, w_scale, gx, alpha, bias, out_dtype)
-    if config.get("PATH") == "float":
+    if config.get("PATH") == "float":  # allocates its own output
         return launch.linear_w4a4_float(x, w_packed, w_scale, gx, alpha, bias, out_dtype=out_dtype)
+    out = torch.empty((m, n), dtype=out_dtype or x.dtype, device=x.device)
     cfg = dp4a_config(m, n, k, x.device, config)
     if cfg["FUSED_QUANT"]:
         xq, xs = x, alpha  # xs unused
