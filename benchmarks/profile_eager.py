@@ -4,11 +4,13 @@
 
 Decode-sized calls take a few microseconds of GPU time but an eager caller pays Python,
 custom-op dispatch and Triton's launcher on every call (``bench_linear.py --eager-shape``).
-This prints, per scheme and M: wall microseconds per back-to-back call of an ``NVFP4Linear``
+This prints, per scheme and M: wall microseconds per back-to-back call (median of
+``--repeats`` runs), with the kernels launched directly (``ops.fast_launch``, the default) and
+through Triton's ``kernel[grid]``, of an ``NVFP4Linear``
 (eager: the op's function without the dispatcher, ``ops.library.direct_call_ok``), through
 ``torch.ops.nvfp4.*`` (what compiled graphs call), through the launcher directly, and for
 bf16 ``F.linear``; then the top functions of a cProfile of the
-``torch.ops`` calls by own time, so the next optimisation targets what is measured.
+eager ``NVFP4Linear`` calls by own time, so the next optimisation targets what is measured.
 """
 
 from __future__ import annotations
@@ -21,22 +23,24 @@ import pstats
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_linear import SHAPES, eager_per_call_us  # noqa: E402
+from bench_linear import SHAPES, _time, eager_per_call_us  # noqa: E402
 
 
 def main(argv=None) -> None:
     import torch
     import torch.nn.functional as F
+    import triton
 
     from nvfp4 import ops  # noqa: F401  (registers torch.ops.nvfp4)
     from nvfp4.numerics import quantize_weight
-    from nvfp4.ops import launch
+    from nvfp4.ops import fast_launch, launch
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--shape", default="8b_o", choices=sorted(SHAPES))
     ap.add_argument("--ms", default="1,2048")
     ap.add_argument("--calls", type=int, default=300)
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--repeats", type=int, default=5, help="timed runs of --calls calls per case (median printed)")
     args = ap.parse_args(argv)
     n, k = SHAPES[args.shape]
     wp, ws, gw = quantize_weight(torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.02)
@@ -61,10 +65,23 @@ def main(argv=None) -> None:
             "w4a16 torch.ops": lambda: nv.linear_w4a16(x, wp, ws, alpha, None, a_s),
             "w4a16 launcher": lambda: launch.linear_w4a16(x, wp, ws, alpha, None, a_s),
         }
-        for name, fn in cases.items():
-            print(f"{args.shape} M={m:5d} {name:17s} {eager_per_call_us(fn, args.calls, torch):8.1f} us per eager call",
-                  flush=True)
-        for name in ("w4a4 torch.ops", "w4a16 torch.ops"):
+        combos = [(name, direct) for name in cases for direct in ((True,) if name == "bf16 F.linear" else (True, False))]
+        timings = {c: [] for c in combos}
+        for _ in range(args.repeats):  # interleaved, so that a drift of the host's speed hits every case alike
+            for name, direct in combos:
+                fast_launch.ENABLED = direct
+                try:
+                    timings[(name, direct)].append(eager_per_call_us(cases[name], args.calls, torch))
+                finally:
+                    fast_launch.ENABLED = True
+        gpu_us = {name: _time([fn], 1, torch, triton) for name, fn in cases.items()}  # CUDA graph, L2-warm
+        for (name, direct), us in timings.items():
+            us.sort()
+            label = name if name == "bf16 F.linear" else f"{name}, {'direct launches' if direct else 'kernel[grid]'}"
+            print(f"{args.shape} M={m:5d} {label:45s} {us[len(us) // 2]:8.1f} us per eager call "
+                  f"(median of {args.repeats} x {args.calls}; min {us[0]:.1f}, max {us[-1]:.1f}; "
+                  f"GPU time {gpu_us[name]:.1f} us)", flush=True)
+        for name in ("w4a4 NVFP4Linear", "w4a16 NVFP4Linear"):
             fn = cases[name]
             prof = cProfile.Profile()
             prof.enable()

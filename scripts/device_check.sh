@@ -8,6 +8,8 @@
 #       dp4atests: tests/gpu/test_dp4a_gpu.py and, of test_triton_gpu.py, activation quantization,
 #                  every small-M GEMM candidate, the exactness tests, compile and CUDA graphs
 #       profile:   benchmarks/profile_eager.py (host time of eager calls, cProfile by own time)
+#       chunks:    benchmarks/bench_large_m_chunks.py (large-M cuBLAS path: the weight dequantized
+#                  whole vs in N-chunks)
 #       tp1:       the NCCL tensor-parallel selfcheck at world size 1 (scripts/tp_nccl_check.sh)
 # Writes logs and CSVs under $OUT (the device tool's output folder) or ./device_out.
 set -u -o pipefail
@@ -28,10 +30,11 @@ for step in $STEPS; do
     decode2) timeout ${DECODE2_TIMEOUT:-170} python3 benchmarks/bench_decode_v2.py --out "$OUT/decode_v2.csv" ${DECODE2_ARGS:-} 2>&1 | tee "$OUT/decode_v2.log" | tail -45
              timeout ${DECODE2_TEST_TIMEOUT:-60} python3 -m pytest -q --tb=line -p no:cacheprovider tests/gpu/test_decode_v2_gpu.py 2>&1 | tee "$OUT/decode_v2_tests.log" | tail -15 ;;
     decode) timeout ${DECODE_TIMEOUT:-110} python3 benchmarks/bench_decode_w4a4.py --out "$OUT/decode.csv" ${DECODE_ARGS:-} 2>&1 | tee "$OUT/decode.log" | tail -${DECODE_TAIL:-30} ;;
-    dp4atests) timeout ${DP4A_TEST_TIMEOUT:-90} python3 -m pytest -q --tb=short -p no:cacheprovider -m gpu tests/gpu/test_dp4a_gpu.py \
+    dp4atests) timeout ${DP4A_TEST_TIMEOUT:-90} python3 -m pytest -q --tb=short -p no:cacheprovider ${PYTEST_EXTRA:-} -m gpu tests/gpu/test_dp4a_gpu.py \
                  tests/gpu/test_triton_gpu.py -k "${DP4A_TEST_K:-dp4a or fp8_rounding or nan_group or torch_compile or cuda_graph or (activation_quant_identical and 300) or small_m_candidate or matches_exact}" \
                  2>&1 | tee "$OUT/dp4a_tests.log" | tail -25 ;;
     profile) timeout ${PROFILE_TIMEOUT:-90} python3 benchmarks/profile_eager.py ${PROFILE_ARGS:-} 2>&1 | tee "$OUT/profile_eager.log" | grep "per eager call" ;;
+    chunks) timeout ${CHUNKS_TIMEOUT:-240} python3 benchmarks/bench_large_m_chunks.py --out "$OUT/chunks_$TAG.csv" ${CHUNKS_ARGS:-} 2>&1 | tee "$OUT/chunks_$TAG.log" | grep -E "median|wrote|Error|error" ;;
     tp1)   PYTHON=python3 timeout ${TP_TIMEOUT:-60} scripts/tp_nccl_check.sh 1 --out "$OUT/tp_nccl_ws1.json" 2>&1 | tee "$OUT/tp_nccl_ws1.log" | tail -12 ;;
   esac
 done

@@ -43,3 +43,31 @@ def test_direct_call_only_for_plain_eager_cuda_tensors():
     with FakeTensorMode() as mode:
         fake = mode.from_tensor(torch.empty(2, 16))
         assert not direct_call_ok(fake)
+
+
+def test_chunk_bounds_cover_the_rows_in_aligned_tiles():
+    from nvfp4.ops.launch_cublas import _chunk_bounds
+
+    for n in (1, 16, 127, 128, 129, 1000, 4096, 6144, 57344):
+        for chunks in (1, 2, 3, 4, 8, 1000):
+            bounds = _chunk_bounds(n, chunks)
+            assert bounds[0][0] == 0 and bounds[-1][1] == n
+            assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:])), "contiguous, no gap or overlap"
+            assert all(n0 % 128 == 0 for n0, _ in bounds), "chunk starts on whole 128-row tiles"
+            assert len(bounds) <= max(1, chunks)
+            assert all(n1 > n0 for n0, n1 in bounds)
+    assert _chunk_bounds(1000, 3) == [(0, 384), (384, 768), (768, 1000)]
+    assert _chunk_bounds(57344, 4) == [(i * 14336, (i + 1) * 14336) for i in range(4)]
+
+
+def test_cublas_chunks_env(monkeypatch):
+    from nvfp4.ops import launch_cublas as launch
+
+    monkeypatch.delenv(launch.CUBLAS_CHUNKS_ENV, raising=False)
+    assert launch.cublas_chunks() == 1
+    monkeypatch.setenv(launch.CUBLAS_CHUNKS_ENV, " 4 ")
+    assert launch.cublas_chunks() == 4
+    for bad in ("0", "-2", "two", "1.5"):
+        monkeypatch.setenv(launch.CUBLAS_CHUNKS_ENV, bad)
+        with pytest.raises(ValueError, match="NVFP4_TRITON_CUBLAS_CHUNKS"):
+            launch.cublas_chunks()

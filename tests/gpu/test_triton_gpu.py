@@ -327,3 +327,77 @@ def test_eager_layer_skips_the_dispatcher_and_matches_the_op(weight_only):
         via_op = ops.linear_w4a4(x, layer.weight_packed, layer.weight_scale, layer.input_global_scale, layer.alpha,
                                  layer.bias, layer.nvfp4_alpha_scalar)
     assert torch.equal(layer(x), via_op)
+
+
+@pytest.mark.parametrize("weight_only", [False, True])
+@pytest.mark.parametrize("m", [1, 3, 16, 300])
+def test_direct_launch_is_tritons_launch(weight_only, m):
+    """``ops.fast_launch`` replays the compiled kernel without Triton's launcher: outputs are
+    bit-identical to plain ``kernel[grid]`` launches, also for a misaligned input (a new
+    specialization, so a new kernel), and the second call of a shape is all direct launches."""
+    from nvfp4.ops import fast_launch
+
+    lin = torch.nn.Linear(1024, 768, bias=True, device=DEV, dtype=torch.bfloat16)
+    kw = dict(weight_only=True) if weight_only else dict(input_global_scale=300.0)
+    layer = NVFP4Linear.from_linear(lin, backend="triton", **kw).to(DEV)
+    buf = torch.randn(m * 1024 + 1, device=DEV, dtype=torch.bfloat16)
+    x = buf[: m * 1024].view(m, 1024)
+    x_odd = buf[1:].view(m, 1024)  # contiguous, 2 bytes off 16-byte alignment
+    assert x_odd.data_ptr() % 16 and x_odd.is_contiguous()
+    layer(x), layer(x_odd)  # tune and compile first
+    fast_launch.ENABLED = False
+    try:
+        plain, plain_odd = layer(x), layer(x_odd)
+    finally:
+        fast_launch.ENABLED = True
+    fast_launch.clear()
+    first, first_odd = layer(x), layer(x_odd)  # through Triton, kept
+    direct_before, triton_before = fast_launch.STATS["direct"], fast_launch.STATS["triton"]
+    second, second_odd = layer(x), layer(x_odd)
+    torch.cuda.synchronize()
+    assert fast_launch.STATS["triton"] == triton_before, "a repeated call went through Triton's launcher"
+    assert fast_launch.STATS["direct"] > direct_before
+    for a, b in ((plain, first), (plain, second), (plain_odd, first_odd), (plain_odd, second_odd)):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("chunks", [3, 8])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_chunked_cublas_path_matches_exact(chunks, dtype):
+    """The large-M cuBLAS path with the weight dequantized in N-chunks (one reused buffer, each
+    chunk's GEMM writing its columns of the output in place): within the exact bound (as the
+    whole-weight GEMM), N not a multiple of the chunk, bias; and in a CUDA graph."""
+    from nvfp4.ops import launch_cublas as launch
+
+    ops, launches = _ops()
+    n, k, m = 1000, 1024, 600
+    wp, ws, gw = _weights(n, k)
+    x = (torch.randn(m, k, device=DEV) * 2).to(dtype)
+    gx = _gx(x)
+    alpha = (1.0 / (gx * gw)).expand(n).contiguous()
+    bias = (torch.randn(n, device=DEV) * 0.1).to(dtype)
+    rp, rs = quantize_activation(x, gx)
+    a_s = float(alpha[0])  # (a device read: never inside the capture)
+    saved = os.environ.get(launch.CUBLAS_CHUNKS_ENV)
+    try:
+        os.environ[launch.CUBLAS_CHUNKS_ENV] = "1"
+        whole = ops.linear_w4a4(x, wp, ws, gx, alpha, bias, a_s)
+        os.environ[launch.CUBLAS_CHUNKS_ENV] = str(chunks)
+        before = launches["cublas_gemm"]
+        out = ops.linear_w4a4(x, wp, ws, gx, alpha, bias, a_s)
+        assert launches["cublas_gemm"] - before == len(launch._chunk_bounds(n, chunks)) > 1
+        assert_close_to_exact(out, activation_operand(rp, rs), wp, ws, alpha, bias, f"chunks={chunks}")
+        assert_close_to_exact(whole, activation_operand(rp, rs), wp, ws, alpha, bias, "chunks=1")
+        static_x = x.clone()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = ops.linear_w4a4(static_x, wp, ws, gx, alpha, bias, a_s)
+        static_x.copy_(x.flip(0))
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(static_out, ops.linear_w4a4(x.flip(0), wp, ws, gx, alpha, bias, a_s))
+    finally:
+        if saved is None:
+            os.environ.pop(launch.CUBLAS_CHUNKS_ENV, None)
+        else:
+            os.environ[launch.CUBLAS_CHUNKS_ENV] = saved

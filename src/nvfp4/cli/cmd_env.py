@@ -50,7 +50,7 @@ def _version(name: str) -> str:
 
 # The triton backend's path switches, shown by `nvfp4 env` (README, Backends).
 TRITON_ENV_VARS = ("NVFP4_TRITON_DP4A", "NVFP4_TRITON_TUNE", "NVFP4_TRITON_GEMV", "NVFP4_TRITON_SMALL_M", "NVFP4_TRITON_DECODE",
-                   "NVFP4_TRITON_CUBLAS_MIN_M", "NVFP4_TRITON_ACT_QUANT_ROWS", "NVFP4_SHARD_SCALES")
+                   "NVFP4_TRITON_CUBLAS_MIN_M", "NVFP4_TRITON_CUBLAS_CHUNKS", "NVFP4_TRITON_FAST_LAUNCH", "NVFP4_TRITON_ACT_QUANT_ROWS", "NVFP4_SHARD_SCALES")
 
 
 def collect(device_name: str = "auto") -> dict:

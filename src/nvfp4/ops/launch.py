@@ -16,7 +16,8 @@ below then reads a dense activation (W4A16 reads ``x`` itself):
   M <= 4 the CUDA-core GEMV (``kernels/gemv.py``): ``small_m_candidates``, timed once per
   shape and M bucket by ``tuning.pick`` (outside CUDA-graph capture);
 * ``M >= CUBLAS_MIN_M`` with one alpha for every row: cuBLAS over a transient exact
-  fp16/bf16 copy of the weight (alpha in the GEMM epilogue, one rounding, then bias);
+  fp16/bf16 copy of the weight (alpha in the GEMM epilogue, one rounding, then bias;
+  ``launch_cublas.py``, whose ``NVFP4_TRITON_CUBLAS_CHUNKS`` shrinks that copy);
 * otherwise: the autotuned tensor-core GEMM with the epilogue fused.
 
 The variant with the quantization fused into the GEMM (``A_QUANTIZE``) and the GEMM over
@@ -24,7 +25,8 @@ packed FP4 activations (``A_PACKED``) are kept, tested and reachable (``config``
 ``gemm_w4a4_packed``); they were slower on the H100 (see docs/performance.md).
 
 Every launch is counted in ``KERNEL_LAUNCHES`` so tests can prove the Triton kernels ran
-(no silent fallback). ``TRITON_INTERPRET=1`` (the CPU interpreter) is honoured: fixed tiles,
+(no silent fallback), and goes through ``fast_launch.launch`` (Triton's compiled kernel,
+launched directly after the first call of its specialization: less host time per call). ``TRITON_INTERPRET=1`` (the CPU interpreter) is honoured: fixed tiles,
 fp32 operands and dots, portable decoding.
 """
 
@@ -43,7 +45,7 @@ from ..kernels.gemm import A_DENSE, A_PACKED, A_QUANTIZE, nvfp4_gemm_kernel, nvf
 from ..kernels.gemv import gemv_kernel, gemv_kernel_interpreted
 from ..kernels.splitk_reduce import splitk_reduce_kernel
 from ..kernels.weight_dequant import weight_dequant_kernel
-from . import tuning
+from . import fast_launch, tuning
 
 logger = logging.getLogger("nvfp4")
 
@@ -73,8 +75,13 @@ def next_power_of_2(v: int) -> int:
     return 1 if v <= 1 else 1 << (v - 1).bit_length()
 
 
+# Read once: Triton itself decides at kernel definition (import) whether a kernel is
+# interpreted, so the variable must be set before nvfp4.ops is imported anyway.
+_INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
 def interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    return _INTERPRETING
 
 
 def use_asm_decode(device: torch.device) -> bool:
@@ -118,8 +125,8 @@ def _activation_quant_launch(x, gx, values, scale, out_mode):
     block_k = 64 if interpreting() else 256
     block_r = 16 if interpreting() else ACT_QUANT_BLOCK_R
     grid = (cdiv(m, block_r), cdiv(k, block_k))
-    activation_quant_kernel[grid](
-        x, gx, values, scale, m, k, x.stride(0), OUT_MODE=out_mode, BLOCK_R=block_r, BLOCK_K=block_k, num_warps=4,
+    fast_launch.launch(
+        activation_quant_kernel, grid, x, gx, values, scale, m, k, x.stride(0), OUT_MODE=out_mode, BLOCK_R=block_r, BLOCK_K=block_k, num_warps=4,
     )
     KERNEL_LAUNCHES["activation_quant"] += 1
 
@@ -248,8 +255,8 @@ def gemm(
         grid = (cdiv(n, cfg["BLOCK_N"]), cdiv(m, cfg["BLOCK_M"]), split)
         tiles_per_split = cdiv(cdiv(k, cfg["BLOCK_K"]), split)
         kernel = nvfp4_gemm_kernel_interpreted if interpreting() else nvfp4_gemm_kernel
-        kernel[grid](
-            *args, partial, m, n, k, stride_am, k // 2, k // 16, tiles_per_split, split, 0,
+        fast_launch.launch(
+            kernel, grid, *args, partial, m, n, k, stride_am, k // 2, k // 16, tiles_per_split, split, 0,
             WRITE_PARTIAL=split > 1, EVEN_K=cfg["EVEN_K"],
             BLOCK_N=cfg["BLOCK_N"], BLOCK_M=cfg["BLOCK_M"], BLOCK_K=cfg["BLOCK_K"], W_AS_B=bool(cfg["W_AS_B"]),
             num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], **common,
@@ -290,8 +297,8 @@ def gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, cfg) -> torc
     kernel = gemv_kernel_interpreted if interpreting() else gemv_kernel
     grid = (cdiv(n, cfg["BLOCK_N"]), 1, split)
     has_bias = bias is not None
-    kernel[grid](
-        a, w_packed, w_scale_u8, alpha, bias if has_bias else alpha, out, partial, m, n, k, a.stride(0), k // 2,
+    fast_launch.launch(
+        kernel, grid, a, w_packed, w_scale_u8, alpha, bias if has_bias else alpha, out, partial, m, n, k, a.stride(0), k // 2,
         k // 16, k // cfg["BLOCK_K"] // split, ROWS=cfg["ROWS"], HAS_BIAS=has_bias, WRITE_PARTIAL=split > 1,
         OP_DTYPE=op_dtype, USE_ASM=use_asm_decode(a.device), INTERPRET=interpreting(),
         BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"], num_warps=4,
@@ -306,8 +313,8 @@ def _reduce(partial, alpha, bias, out, split):
     m, n = out.shape
     block = 1024
     has_bias = bias is not None
-    splitk_reduce_kernel[(cdiv(m * n, block),)](
-        partial, alpha, bias if has_bias else alpha, out, m, n,
+    fast_launch.launch(
+        splitk_reduce_kernel, (cdiv(m * n, block),), partial, alpha, bias if has_bias else alpha, out, m, n,
         SPLIT_K=split, HAS_BIAS=has_bias, INTERPRET=interpreting(), BLOCK=block, num_warps=4,
     )
     KERNEL_LAUNCHES["splitk_reduce"] += 1
@@ -350,37 +357,42 @@ def _small_gemm(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, confi
     n = w_packed.shape[0]
     if config is not None:
         return gemm(a, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, op_dtype, config)
-    gemv_cfg = gemv_config(m, n, k, a.device)
     mode = os.environ.get(GEMV_ENV, "auto").strip().lower()
     if mode not in ("auto", "always", "never"):
         raise ValueError(f"{GEMV_ENV}={mode!r}: expected 'auto', 'always' or 'never'")
-    if gemv_cfg is not None and (mode == "always" or interpreting() or a.device.type != "cuda"):
-        return gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, gemv_cfg)
 
     def run(cand):
         if cand.get("PATH") == "gemv":
-            return gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, gemv_cfg)
+            return gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, gemv_config(m, n, k, a.device))
         return gemm(a, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, op_dtype, cand)
 
-    cands = small_m_candidates(m, gemv_cfg is not None and mode == "auto")
-    if interpreting():
-        return run(cands[0])
+    if mode == "always" or interpreting() or a.device.type != "cuda":
+        if gemv_config(m, n, k, a.device) is not None:
+            return run({"PATH": "gemv"})
     key = (_pow2_at_least(m, 1) if m <= GEMV_M_MAX else min(_pow2_at_least(m, 16), 128), n, k, a.dtype,
-           str(op_dtype), out_dtype, a.device.index)
-    return run(tuning.pick(_SMALL_PATH_CHOICE, key, cands, run, a.device, "small-M GEMM"))
+           str(op_dtype), out_dtype, mode, a.device.index)
+    choice = tuning.cached(_SMALL_PATH_CHOICE, key)  # the candidate list is only built on a miss
+    if choice is None:
+        cands = small_m_candidates(m, gemv_config(m, n, k, a.device) is not None and mode == "auto")
+        if interpreting():
+            return run(cands[0])
+        choice = tuning.pick(_SMALL_PATH_CHOICE, key, cands, run, a.device, "small-M GEMM")
+    return run(choice)
 
 
-def dequantize_weight(w_packed, w_scale_u8, dtype: torch.dtype) -> torch.Tensor:
-    """The exact operand ``e2m1(q) * s`` of a packed NVFP4 weight, ``[N, K]`` in ``dtype``."""
+def dequantize_weight(w_packed, w_scale_u8, dtype: torch.dtype, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The exact operand ``e2m1(q) * s`` of a packed NVFP4 weight, ``[N, K]`` in ``dtype``
+    (written into ``out``, a contiguous ``[N, K]`` tensor, when given)."""
     import triton.language as tl
 
     n, k = w_packed.shape[0], w_packed.shape[1] * 2
-    out = torch.empty((n, k), dtype=dtype, device=w_packed.device)
+    if out is None:
+        out = torch.empty((n, k), dtype=dtype, device=w_packed.device)
     op = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}[dtype]
     block_n, block_k = (16, 64) if interpreting() else (32, 256)
     grid = (cdiv(n, block_n), cdiv(k, block_k))
-    weight_dequant_kernel[grid](
-        w_packed, w_scale_u8, out, n, k, k // 2, k // 16, OP_DTYPE=op,
+    fast_launch.launch(
+        weight_dequant_kernel, grid, w_packed, w_scale_u8, out, n, k, k // 2, k // 16, OP_DTYPE=op,
         USE_ASM=use_asm_decode(w_packed.device), BLOCK_N=block_n, BLOCK_K=block_k, num_warps=4,
     )
     KERNEL_LAUNCHES["weight_dequant"] += 1
@@ -389,16 +401,6 @@ def dequantize_weight(w_packed, w_scale_u8, dtype: torch.dtype) -> torch.Tensor:
 
 def _cublas_path(m: int, alpha_scalar: float | None, device: torch.device) -> bool:
     return alpha_scalar is not None and m >= CUBLAS_MIN_M and device.type == "cuda" and not interpreting()
-
-
-def _cublas_gemm(a_exact, w_packed, w_scale_u8, alpha_scalar: float, bias):
-    """``round(alpha * (A @ W^T)) + bias`` with cuBLAS: one fp32 accumulation, alpha applied in
-    fp32 by the GEMM epilogue, one rounding to the output dtype, then the bias (as the
-    reference does). The dequantized weight is a per-call buffer."""
-    w_exact = dequantize_weight(w_packed, w_scale_u8, a_exact.dtype)
-    out = torch.addmm(a_exact.new_empty(()), a_exact, w_exact.t(), beta=0.0, alpha=alpha_scalar)
-    KERNEL_LAUNCHES["cublas_gemm"] += 1
-    return out if bias is None else out + bias
 
 
 def linear_w4a4(x, w_packed, w_scale, gx, alpha, bias, alpha_scalar=None, config=None, out_dtype=None):
@@ -436,8 +438,10 @@ def linear_w4a4_float(x, w_packed, w_scale, gx, alpha, bias, alpha_scalar=None, 
         cfg = {k: v for k, v in config.items() if k != "A_MODE"}
         return gemm(x, None, A_QUANTIZE, w_packed, w_scale_u8, alpha, bias, gx, out_dtype, tl_op, cfg)
     if _cublas_path(m, alpha_scalar, x.device) and out_dtype == x.dtype:
+        from .launch_cublas import cublas_gemm  # imports this module: loaded lazily
+
         x_hat = quantize_activation(x, gx, dequant_dtype=x.dtype)
-        return _cublas_gemm(x_hat, w_packed, w_scale_u8, alpha_scalar, bias)
+        return cublas_gemm(x_hat, w_packed, w_scale_u8, alpha_scalar, bias)
     tl_op, torch_op = _op_dtype(x.dtype, True)
     x_hat = quantize_activation(x, gx, dequant_dtype=torch_op)
     if m <= SPLITK_M_MAX:
@@ -454,7 +458,9 @@ def linear_w4a16(x, w_packed, w_scale, alpha, bias, alpha_scalar=None, config=No
         return x.new_empty((0, w_packed.shape[0]), dtype=out_dtype)
     w_scale_u8 = w_scale.view(torch.uint8)
     if _cublas_path(x.shape[0], alpha_scalar, x.device) and out_dtype == x.dtype:
-        return _cublas_gemm(x, w_packed, w_scale_u8, alpha_scalar, bias)
+        from .launch_cublas import cublas_gemm
+
+        return cublas_gemm(x, w_packed, w_scale_u8, alpha_scalar, bias)
     tl_op, _ = _op_dtype(x.dtype, False)
     if x.shape[0] <= SPLITK_M_MAX:
         return _small_gemm(x, w_packed, w_scale_u8, alpha, bias, out_dtype, tl_op, config)

@@ -12,6 +12,7 @@ import os
 
 import torch
 
+from . import fast_launch
 from .launch import (
     KERNEL_LAUNCHES, _op_dtype, _pow2_at_least, _reduce, cdiv, interpreting, num_sms, quantize_activation,
 )
@@ -107,8 +108,8 @@ def gemm_decode_v2(x, w_packed_decode, w_scale_decode, k, alpha, bias, out_dtype
     grid = (cdiv(n, cfg["BLOCK_N"]), cdiv(m, cfg["BLOCK_M"]), split)
     kernel = decode_gemm_kernel_interpreted if interpreting() else decode_gemm_kernel
     has_bias = bias is not None
-    kernel[grid](
-        x, w_packed_decode, w_scale_decode.view(torch.uint8), alpha, bias if has_bias else alpha, out, partial,
+    fast_launch.launch(
+        kernel, grid, x, w_packed_decode, w_scale_decode.view(torch.uint8), alpha, bias if has_bias else alpha, out, partial,
         m, n, k, x.stride(0), kp // 2, kp // 16, tiles_per_split,
         HAS_BIAS=has_bias, WRITE_PARTIAL=split > 1, X_BF16=x.dtype == torch.bfloat16,
         SCALE_GATHER=bool(cfg["SCALE_GATHER"]), USE_ASM=bool(cfg["USE_ASM"]),

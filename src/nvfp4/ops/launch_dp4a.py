@@ -29,7 +29,7 @@ import torch
 
 from ..kernels.gemv_dp4a import gemv_dp4a_kernel, gemv_dp4a_kernel_interpreted
 from ..kernels.int_dot import LUT_HIGH, LUT_LOW
-from . import launch, tuning
+from . import fast_launch, launch, tuning
 
 DP4A_ENV = "NVFP4_TRITON_DP4A"
 DP4A_M_MAX = 4
@@ -129,6 +129,9 @@ def tuned_override(x, w_packed, w_scale, gx, alpha, bias, out_dtype=None) -> dic
     if launch.interpreting():
         return candidates(m)[0]
     key = (m, n, k, x.dtype, out_dtype, dp4a_mode(), x.device.index)
+    choice = tuning.cached(_CHOICE, key)
+    if choice is not None:
+        return choice
 
     def run(cand):
         return linear_w4a4_dp4a(x, w_packed, w_scale, gx, alpha, bias, config=cand, out_dtype=out_dtype)
@@ -148,7 +151,9 @@ def lut(device: torch.device) -> torch.Tensor:
 
 
 def _counters(device: torch.device, n_tiles: int) -> torch.Tensor:
-    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
+    # (the raw current stream, as Triton's launcher reads it: torch.cuda.current_stream costs ~5 us)
+    index = device.index if device.index is not None else (torch.cuda.current_device() if device.type == "cuda" else 0)
+    stream = torch._C._cuda_getCurrentRawStream(index) if device.type == "cuda" else 0
     key = (str(device), stream)
     buf = _COUNTERS.get(key)
     if buf is None or buf.numel() < n_tiles:
@@ -183,8 +188,8 @@ def linear_w4a4_dp4a(x, w_packed, w_scale, gx, alpha, bias, config: dict | None 
     counters = _counters(x.device, n_tiles) if split > 1 else alpha
     has_bias = bias is not None
     kernel = gemv_dp4a_kernel_interpreted if launch.interpreting() else gemv_dp4a_kernel
-    kernel[(n_tiles, split)](
-        xq, xs, gx, w_packed, w_scale.view(torch.uint8), alpha, bias if has_bias else alpha, out, partial, counters, lut(x.device),
+    fast_launch.launch(
+        kernel, (n_tiles, split), xq, xs, gx, w_packed, w_scale.view(torch.uint8), alpha, bias if has_bias else alpha, out, partial, counters, lut(x.device),
         m, n, k, xq.stride(0), k // 2, k // 16, cfg["TILES_PER_SPLIT"], split,
         ROWS=cfg["ROWS"], FUSED_QUANT=bool(cfg["FUSED_QUANT"]), HAS_BIAS=has_bias,
         USE_ASM=x.device.type == "cuda" and not launch.interpreting(), INTERPRET=launch.interpreting(),

@@ -71,6 +71,14 @@ def flush_buffer(device: torch.device) -> torch.Tensor:
     return torch.empty(2 * l2 // 4, dtype=torch.int32, device=device)
 
 
+def cached(table: dict, key):
+    """The choice ``pick`` made for ``key`` earlier, or None: lets a launcher skip building its
+    candidate list on every call (host time of eager decode calls). None when tuning is off."""
+    if tune_mode() == "off":
+        return None
+    return table.get(key)
+
+
 def pick(table: dict, key, candidates: list, run: Callable[[object], object], device: torch.device, what: str):
     """The candidate to use for ``key`` (cached in ``table``); ``run(candidate)`` performs
     the whole operation with that candidate."""
