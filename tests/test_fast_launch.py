@@ -101,3 +101,63 @@ def test_cpu_and_off_switch_take_tritons_own_launch(monkeypatch):
     monkeypatch.setattr(fast_launch, "ENABLED", False)
     fast_launch.launch(FakeKernel(), (1, 2), 5)
     assert calls[-1] == ((1, 2), (5,), {})
+
+
+@triton.jit
+def _toy_kernel(x_ptr, n, BLOCK: triton.language.constexpr, FLAG: triton.language.constexpr = True):
+    pass
+
+
+def test_replay_passes_every_parameter_in_signature_order(monkeypatch):
+    """The cache logic with Triton's launch and the CUDA calls replaced by recorders: the first
+    call of a specialization goes through ``kernel[grid]``, a repeat calls the compiled
+    kernel's launcher with the grid padded to 3-D, the current stream, no launch metadata or
+    hooks, then every argument (runtime, then constexprs by keyword or default)."""
+    triton_calls, direct_calls = [], []
+
+    class Compiled:
+        function, packed_metadata = "function-handle", "packed-metadata"
+
+        def run(self, *a):
+            direct_calls.append(a)
+
+    def jit_run(*args, grid, warmup, **kwargs):
+        triton_calls.append((grid, args, kwargs))
+        return Compiled()
+
+    monkeypatch.setattr(_toy_kernel, "run", jit_run)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch._C, "_cuda_getCurrentRawStream", lambda device: 1234, raising=False)
+    monkeypatch.setattr(fast_launch, "ENABLED", True)
+    fast_launch.clear()
+    buf = torch.empty(64, dtype=torch.uint8)
+    x = buf[(16 - buf.data_ptr() % 16) % 16:][:32]  # 16-byte aligned
+
+    fast_launch.launch(_toy_kernel, (3,), x, 64, BLOCK=128)
+    assert len(triton_calls) == 1 and not direct_calls
+    fast_launch.launch(_toy_kernel, (5, 2), x, 80, BLOCK=128)  # 80: also a multiple of 16, same key
+    assert len(triton_calls) == 1
+    assert direct_calls == [(5, 2, 1, 1234, "function-handle", "packed-metadata", None, None, None, x, 80, 128, True)]
+    # a new specialization goes through Triton again: misaligned pointer, int class, constexpr
+    fast_launch.launch(_toy_kernel, (1,), x[1:], 64, BLOCK=128)
+    fast_launch.launch(_toy_kernel, (1,), x, 65, BLOCK=128)
+    fast_launch.launch(_toy_kernel, (1,), x, 64, BLOCK=256)
+    fast_launch.launch(_toy_kernel, (1,), x, 64, BLOCK=128, FLAG=False)
+    assert len(triton_calls) == 5 and len(direct_calls) == 1
+    # a runtime argument by keyword is never replayed directly
+    for _ in range(2):
+        fast_launch.launch(_toy_kernel, (1,), x, n=64, BLOCK=128)
+    assert len(triton_calls) == 7 and len(direct_calls) == 1
+    # nor while a launch hook (a profiler) is installed
+    from triton import knobs
+
+    hook = lambda *a, **k: None  # noqa: E731
+    knobs.runtime.launch_enter_hook.add(hook)
+    try:
+        fast_launch.launch(_toy_kernel, (1,), x, 64, BLOCK=128)
+    finally:
+        knobs.runtime.launch_enter_hook.remove(hook)
+    assert len(triton_calls) == 8 and len(direct_calls) == 1
+    fast_launch.launch(_toy_kernel, (1,), x, 64, BLOCK=128)
+    assert len(direct_calls) == 2
+    fast_launch.clear()

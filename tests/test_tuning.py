@@ -69,3 +69,16 @@ def test_bad_setting_and_empty_candidates_are_refused(scripted, monkeypatch):
     monkeypatch.setenv(tuning.TUNE_ENV, "sometimes")
     with pytest.raises(ValueError, match="NVFP4_TRITON_TUNE='sometimes'"):
         tuning.pick({}, "k", ["a", "b"], scripted["run"], CUDA, "test")
+
+
+def test_cached_returns_the_kept_choice_unless_tuning_is_off(scripted, monkeypatch):
+    """What the launchers check before building a candidate list (``tuning.cached``)."""
+    scripted["times"] = {"a": 2.0, "b": 1.0}
+    table = {}
+    assert tuning.cached(table, "k") is None  # never chosen: the launcher builds its list and picks
+    assert tuning.pick(table, "k", ["a", "b"], scripted["run"], CUDA, "test") == "b"
+    assert tuning.cached(table, "k") == "b"
+    assert tuning.cached(table, "other") is None
+    monkeypatch.setenv(tuning.TUNE_ENV, "off")  # off: the first candidate, so no cached choice applies
+    assert tuning.cached(table, "k") is None
+    assert tuning.pick(table, "k", ["a", "b"], scripted["run"], CUDA, "test") == "a"
