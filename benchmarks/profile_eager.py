@@ -5,8 +5,9 @@
 Decode-sized calls take a few microseconds of GPU time but an eager caller pays Python,
 custom-op dispatch and Triton's launcher on every call (``bench_linear.py --eager-shape``).
 This prints, per scheme and M: wall microseconds per back-to-back call (median of
-``--repeats`` runs), with the kernels launched directly (``ops.fast_launch``, the default) and
-through Triton's ``kernel[grid]``, of an ``NVFP4Linear``
+``--repeats`` runs), with the kernels launched directly (``ops.fast_launch``, the default),
+through Triton's ``kernel[grid]``, and (layers only) replayed from the layer's CUDA graphs
+(``NVFP4_TRITON_EAGER_GRAPHS=on``, ``ops.eager_graphs``), of an ``NVFP4Linear``
 (eager: the op's function without the dispatcher, ``ops.library.direct_call_ok``), through
 ``torch.ops.nvfp4.*`` (what compiled graphs call), through the launcher directly, and for
 bf16 ``F.linear``; then the top functions of a cProfile of the
@@ -33,7 +34,7 @@ def main(argv=None) -> None:
 
     from nvfp4 import ops  # noqa: F401  (registers torch.ops.nvfp4)
     from nvfp4.numerics import quantize_weight
-    from nvfp4.ops import fast_launch, launch
+    from nvfp4.ops import eager_graphs, fast_launch, launch
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--shape", default="8b_o", choices=sorted(SHAPES))
@@ -65,19 +66,27 @@ def main(argv=None) -> None:
             "w4a16 torch.ops": lambda: nv.linear_w4a16(x, wp, ws, alpha, None, a_s),
             "w4a16 launcher": lambda: launch.linear_w4a16(x, wp, ws, alpha, None, a_s),
         }
-        combos = [(name, direct) for name in cases for direct in ((True,) if name == "bf16 F.linear" else (True, False))]
+        def modes(name):
+            if name == "bf16 F.linear":
+                return ("direct",)
+            return ("direct", "grid", "graphs") if "NVFP4Linear" in name else ("direct", "grid")
+
+        combos = [(name, mode) for name in cases for mode in modes(name)]
         timings = {c: [] for c in combos}
         for _ in range(args.repeats):  # interleaved, so that a drift of the host's speed hits every case alike
-            for name, direct in combos:
-                fast_launch.ENABLED = direct
+            for name, mode in combos:
+                fast_launch.ENABLED = mode != "grid"
+                os.environ[eager_graphs.ENV] = "on" if mode == "graphs" else "off"
                 try:
-                    timings[(name, direct)].append(eager_per_call_us(cases[name], args.calls, torch))
+                    timings[(name, mode)].append(eager_per_call_us(cases[name], args.calls, torch))
                 finally:
                     fast_launch.ENABLED = True
+                    os.environ.pop(eager_graphs.ENV, None)
         gpu_us = {name: _time([fn], 1, torch, triton) for name, fn in cases.items()}  # CUDA graph, L2-warm
-        for (name, direct), us in timings.items():
+        labels = {"direct": "direct launches", "grid": "kernel[grid]", "graphs": "eager graphs"}
+        for (name, mode), us in timings.items():
             us.sort()
-            label = name if name == "bf16 F.linear" else f"{name}, {'direct launches' if direct else 'kernel[grid]'}"
+            label = name if name == "bf16 F.linear" else f"{name}, {labels[mode]}"
             print(f"{args.shape} M={m:5d} {label:45s} {us[len(us) // 2]:8.1f} us per eager call "
                   f"(median of {args.repeats} x {args.calls}; min {us[0]:.1f}, max {us[-1]:.1f}; "
                   f"GPU time {gpu_us[name]:.1f} us)", flush=True)

@@ -10,6 +10,8 @@
 #       profile:   benchmarks/profile_eager.py (host time of eager calls, cProfile by own time)
 #       chunks:    benchmarks/bench_large_m_chunks.py (large-M cuBLAS path: the weight dequantized
 #                  whole vs in N-chunks)
+#       eagerdecode: benchmarks/bench_eager_decode.py (eager generate() of a Llama-8B-shaped model with
+#                  EAGER_LAYERS decoder layers: bf16 vs NVFP4, eager graphs off / on)
 #       tp1:       the NCCL tensor-parallel selfcheck at world size 1 (scripts/tp_nccl_check.sh)
 # Writes logs and CSVs under $OUT (the device tool's output folder) or ./device_out.
 set -u -o pipefail
@@ -35,6 +37,7 @@ for step in $STEPS; do
                  2>&1 | tee "$OUT/dp4a_tests.log" | tail -25 ;;
     profile) timeout ${PROFILE_TIMEOUT:-90} python3 benchmarks/profile_eager.py ${PROFILE_ARGS:-} 2>&1 | tee "$OUT/profile_eager.log" | grep "per eager call" ;;
     chunks) timeout ${CHUNKS_TIMEOUT:-240} python3 benchmarks/bench_large_m_chunks.py --out "$OUT/chunks_$TAG.csv" ${CHUNKS_ARGS:-} 2>&1 | tee "$OUT/chunks_$TAG.log" | grep -E "median|wrote|Error|error" ;;
+    eagerdecode) timeout ${EAGER_TIMEOUT:-240} python3 benchmarks/bench_eager_decode.py --layers ${EAGER_LAYERS:-8} --out "$OUT/eager_decode_$TAG.csv" ${EAGER_ARGS:-} 2>&1 | tee "$OUT/eager_decode_$TAG.log" | tail -8 ;;
     tp1)   PYTHON=python3 timeout ${TP_TIMEOUT:-60} scripts/tp_nccl_check.sh 1 --out "$OUT/tp_nccl_ws1.json" 2>&1 | tee "$OUT/tp_nccl_ws1.log" | tail -12 ;;
   esac
 done

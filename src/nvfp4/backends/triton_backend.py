@@ -118,11 +118,16 @@ class TritonBackend(Backend):
             )
         # Eager calls skip the dispatcher (same function, ~50 us less host time per call);
         # anything that traces goes through the custom op (library.direct_call_ok).
-        run = mod.library.linear_w4a4_impl if mod.library.direct_call_ok(x) else ops.linear_w4a4
-        return run(
-            x, layer.weight_packed, layer.weight_scale, layer.input_global_scale, layer.alpha, bias,
-            getattr(layer, "nvfp4_alpha_scalar", None),
-        )
+        direct = mod.library.direct_call_ok(x)
+        run = mod.library.linear_w4a4_impl if direct else ops.linear_w4a4
+
+        def call(t):
+            return run(t, layer.weight_packed, layer.weight_scale, layer.input_global_scale, layer.alpha, bias,
+                       getattr(layer, "nvfp4_alpha_scalar", None))
+
+        if direct and mod.eager_graphs.enabled():  # opt-in: replayed from the layer's CUDA graphs
+            return mod.eager_graphs.call(layer, "w4a4", call, x, bias)
+        return call(x)
 
     def apply_w4a16(self, layer, x, bias):
         if self._fp32(x):
@@ -133,10 +138,16 @@ class TritonBackend(Backend):
                 x, layer.weight_packed, layer.weight_scale, layer.weight_packed_decode, layer.weight_scale_decode,
                 None, layer.alpha, bias, getattr(layer, "nvfp4_alpha_scalar", None),
             )
-        run = mod.library.linear_w4a16_impl if mod.library.direct_call_ok(x) else ops.linear_w4a16
-        return run(
-            x, layer.weight_packed, layer.weight_scale, layer.alpha, bias, getattr(layer, "nvfp4_alpha_scalar", None)
-        )
+        direct = mod.library.direct_call_ok(x)
+        run = mod.library.linear_w4a16_impl if direct else ops.linear_w4a16
+
+        def call(t):
+            return run(t, layer.weight_packed, layer.weight_scale, layer.alpha, bias,
+                       getattr(layer, "nvfp4_alpha_scalar", None))
+
+        if direct and mod.eager_graphs.enabled():
+            return mod.eager_graphs.call(layer, "w4a16", call, x, bias)
+        return call(x)
 
     # Tensor parallelism (added by the TP work, see RowParallelNVFP4Linear.forward_partial_fp32):
     # a row-parallel rank's partial sum ``alpha * GEMM`` kept in float32 (no bias), so the

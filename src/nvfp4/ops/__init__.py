@@ -5,7 +5,7 @@ importing it if you want the CPU interpreter. ``nvfp4.backends.triton_backend`` 
 lazily, the first time a layer is prepared on a GPU.
 """
 
-from . import library  # noqa: F401  (registers torch.ops.nvfp4.*)
+from . import eager_graphs, library  # noqa: F401  (library registers torch.ops.nvfp4.*)
 from .launch import KERNEL_LAUNCHES
 
-__all__ = ["KERNEL_LAUNCHES", "library"]
+__all__ = ["KERNEL_LAUNCHES", "eager_graphs", "library"]
