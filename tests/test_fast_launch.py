@@ -160,4 +160,8 @@ def test_replay_passes_every_parameter_in_signature_order(monkeypatch):
     assert len(triton_calls) == 8 and len(direct_calls) == 1
     fast_launch.launch(_toy_kernel, (1,), x, 64, BLOCK=128)
     assert len(direct_calls) == 2
+    # an unhashable argument cannot be a key: Triton's launch, every time
+    for _ in range(2):
+        fast_launch.launch(_toy_kernel, (1,), [x], 64, BLOCK=128)
+    assert len(triton_calls) == 10 and len(direct_calls) == 2
     fast_launch.clear()

@@ -90,7 +90,12 @@ def launch(kernel, grid: tuple, *args, **kwargs) -> None:
     per_kernel = _CACHE.get(kernel)
     if per_kernel is None:
         per_kernel = _CACHE[kernel] = {}
-    entry = per_kernel.get(key)
+    try:
+        entry = per_kernel.get(key)
+    except TypeError:  # an unhashable argument (a list constexpr, say): Triton's own launch
+        kernel[grid](*args, **kwargs)
+        STATS["triton"] += 1
+        return
     if entry is not None and entry is not _NOT_CACHEABLE and not _hooks_installed():
         compiled, tail = entry
         g1 = grid[1] if len(grid) > 1 else 1
