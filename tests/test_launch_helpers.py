@@ -71,3 +71,19 @@ def test_cublas_chunks_env(monkeypatch):
         monkeypatch.setenv(launch.CUBLAS_CHUNKS_ENV, bad)
         with pytest.raises(ValueError, match="NVFP4_TRITON_CUBLAS_CHUNKS"):
             launch.cublas_chunks()
+
+
+def test_split_k_counters_are_allocated_once_and_never_replaced(monkeypatch):
+    """A captured CUDA graph keeps reading the counter buffer it captured, so the buffer of a
+    stream is never swapped for a larger one (which would free the captured one)."""
+    import torch
+
+    from nvfp4.ops import launch_dp4a
+
+    monkeypatch.setattr(launch_dp4a, "_COUNTERS", {})
+    cpu = torch.device("cpu")
+    first = launch_dp4a._counters(cpu, 10)
+    assert first.numel() == launch_dp4a.COUNTER_CAPACITY and int(first.abs().sum()) == 0
+    assert launch_dp4a._counters(cpu, launch_dp4a.COUNTER_CAPACITY) is first
+    with pytest.raises(ValueError, match="COUNTER_CAPACITY"):
+        launch_dp4a._counters(cpu, launch_dp4a.COUNTER_CAPACITY + 1)

@@ -6,8 +6,9 @@ eager ``generate()`` is bound by the host. With ``NVFP4_TRITON_EAGER_GRAPHS=on``
 keeps, per layer and input shape, a CUDA graph of the whole call:
 
 1. the first call of a shape runs eagerly (the tuner times its candidates, Triton compiles);
-2. the second runs eagerly on a private copy of the input (compiling any specialization
-   that copy needs) and then captures the same call into a graph (not executed);
+2. the second runs eagerly on a private copy of the input, on the capture stream (compiling
+   any specialization that copy needs, allocating per-stream buffers outside any graph),
+   and then captures the same call into a graph (not executed);
 3. later calls copy the input into the graph's input buffer, replay, and return a copy of
    the graph's output: three host operations instead of the launchers.
 
@@ -85,18 +86,22 @@ def _capture(fn, x: torch.Tensor, device_index: int, stream: int):
     with torch.inference_mode(False):  # a normal tensor: copy_ into it works in and out of inference mode
         static_x = torch.empty_like(x, memory_format=torch.contiguous_format)
     static_x.copy_(x)
-    out = fn(static_x)  # this call's result; compiles what static_x's alignment needs
     pool, capture_stream = _stream_state(device_index, stream)
     current = torch.cuda.current_stream(device_index)
     graph = torch.cuda.CUDAGraph()
     capture_stream.wait_stream(current)
     with torch.cuda.stream(capture_stream):
+        # Warm-up on the capture stream, outside the capture: this call's result, Triton
+        # compiles what static_x's alignment needs, and buffers kept per stream (the split-K
+        # counters) are allocated and zeroed eagerly, never inside a graph.
+        out = fn(static_x)
         graph.capture_begin(pool=pool, capture_error_mode="thread_local")
         try:
             static_out = fn(static_x)
         finally:
             graph.capture_end()
     current.wait_stream(capture_stream)
+    out.record_stream(current)  # allocated on the capture stream, used on this one
     return out, _Captured(graph, static_x, static_out)
 
 

@@ -150,15 +150,25 @@ def lut(device: torch.device) -> torch.Tensor:
     return t
 
 
+# Counters per (device, stream), allocated once with room for any layer (one int32 per N tile;
+# 65536 tiles of >= 32 rows = N up to 2M) and never replaced: a CUDA graph that captured a
+# launch keeps reading the buffer it captured, so a buffer freed for a larger one could be
+# handed to other tensors (a shared graph pool) while a graph still counts in it.
+COUNTER_CAPACITY = 65536
+
+
 def _counters(device: torch.device, n_tiles: int) -> torch.Tensor:
     # (the raw current stream, as Triton's launcher reads it: torch.cuda.current_stream costs ~5 us)
     index = device.index if device.index is not None else (torch.cuda.current_device() if device.type == "cuda" else 0)
     stream = torch._C._cuda_getCurrentRawStream(index) if device.type == "cuda" else 0
     key = (str(device), stream)
     buf = _COUNTERS.get(key)
-    if buf is None or buf.numel() < n_tiles:
-        buf = torch.zeros(max(1024, launch.next_power_of_2(n_tiles)), dtype=torch.int32, device=device)
+    if buf is None:
+        buf = torch.zeros(max(COUNTER_CAPACITY, n_tiles), dtype=torch.int32, device=device)
         _COUNTERS[key] = buf
+    elif buf.numel() < n_tiles:
+        raise ValueError(f"linear_w4a4_dp4a: {n_tiles} N tiles exceed the split-K counter buffer "
+                         f"({buf.numel()}); raise launch_dp4a.COUNTER_CAPACITY before the first call")
     return buf
 
 
