@@ -173,7 +173,17 @@ def run(args) -> None:
             t16 = _time([lambda c=c: ops.linear_w4a16(x, c[0], c[1], alpha16, None, alpha16_s) for c in fp4_copies], m, torch, triton)
             r16 = emit(shape, n, k, m, "w4a16", t16)
             bf16_us = float(base["time_us"])
-            for r in (r4, r16):
+            extra = []
+            if args.pdl and m <= args.pdl_max_m:  # the same ops with programmatic dependent launch
+                os.environ["NVFP4_TRITON_PDL"] = "on"
+                try:
+                    for impl, fn in (("w4a4", lambda c: ops.linear_w4a4(x, c[0], c[1], gx, alpha, None, alpha_s)),
+                                     ("w4a16", lambda c: ops.linear_w4a16(x, c[0], c[1], alpha16, None, alpha16_s))):
+                        t = _time([lambda c=c, fn=fn: fn(c) for c in fp4_copies], m, torch, triton)
+                        extra.append(emit(shape, n, k, m, impl + "_pdl", t, note="NVFP4_TRITON_PDL=on"))
+                finally:
+                    os.environ.pop("NVFP4_TRITON_PDL", None)
+            for r in (r4, r16, *extra):
                 r["speedup_vs_bf16"] = f"{bf16_us / float(r['time_us']):.2f}"
             if m in ref_ms and not args.no_ref:
                 layer = type("L", (), {})()
@@ -375,6 +385,9 @@ def main(argv=None) -> None:
     r.add_argument("--ref-ms", default="", help=f"M values at which the slow reference backend is timed (default {REF_MS})")
     r.add_argument("--no-ref", action="store_true")
     r.add_argument("--eager-shape", default="8b_o", help="shape whose eager per-call wall time is measured ('' to skip)")
+    r.add_argument("--pdl", action="store_true",
+                   help="also time W4A4/W4A16 with NVFP4_TRITON_PDL=on (rows w4a4_pdl, w4a16_pdl; M <= --pdl-max-m)")
+    r.add_argument("--pdl-max-m", type=int, default=128)
     r.add_argument("--out", required=True)
     p = sub.add_parser("report", help="merge CSVs into markdown + PNG")
     p.add_argument("csv", nargs="+")

@@ -87,3 +87,20 @@ def test_split_k_counters_are_allocated_once_and_never_replaced(monkeypatch):
     assert launch_dp4a._counters(cpu, launch_dp4a.COUNTER_CAPACITY) is first
     with pytest.raises(ValueError, match="COUNTER_CAPACITY"):
         launch_dp4a._counters(cpu, launch_dp4a.COUNTER_CAPACITY + 1)
+
+
+def test_pdl_options_env(monkeypatch):
+    import torch
+
+    from nvfp4.ops import launch
+
+    monkeypatch.delenv(launch.PDL_ENV, raising=False)
+    assert launch.pdl_options(torch.device("cuda", 0)) == {}  # off by default (no GPU touched)
+    monkeypatch.setenv(launch.PDL_ENV, "on")
+    assert launch.pdl_options(torch.device("cpu")) == {}
+    monkeypatch.setattr(launch, "_has_pdl", lambda index: index == 0)  # "device 0 is a Hopper"
+    assert launch.pdl_options(torch.device("cuda", 0)) == {"PDL": True, "launch_pdl": True}
+    assert launch.pdl_options(torch.device("cuda", 1)) == {}
+    monkeypatch.setenv(launch.PDL_ENV, "sometimes")
+    with pytest.raises(ValueError, match="NVFP4_TRITON_PDL"):
+        launch.pdl_options(torch.device("cuda", 0))

@@ -50,7 +50,7 @@ def compile_for(target, kernel, pointers: dict[str, str], constexprs: dict, num_
     for i, p in enumerate(kernel.params):
         if p.is_constexpr:
             signature[p.name] = "constexpr"
-            values[(i,)] = constexprs[p.name]
+            values[(i,)] = constexprs[p.name] if p.name in constexprs or not p.has_default else p.default
         else:
             signature[p.name] = pointers.get(p.name, "i32")
             if aligned and (signature[p.name].startswith("*") or p.name in DIV16_INTS):
@@ -184,3 +184,36 @@ def test_portable_decode_compiles_for_ampere():
         ROWS=4, HAS_BIAS=True, WRITE_PARTIAL=False, OP_DTYPE=tl.bfloat16, USE_ASM=False, INTERPRET=False,
         BLOCK_N=64, BLOCK_K=256,
     ))
+
+
+PDL_CASES = {
+    "activation_quant": (activation_quant_kernel, dict(x_ptr="*bf16", gx_ptr="*fp32", values_ptr="*i8", scale_ptr="*fp32"),
+                         dict(OUT_MODE=OUT_INT8, BLOCK_R=16, BLOCK_K=256), 4),
+    "gemv_dp4a": (gemv_dp4a_kernel, dict(DP4A_PTRS, x_ptr="*i8", bias_ptr="*bf16", out_ptr="*bf16"), dict(
+        ROWS=1, FUSED_QUANT=False, HAS_BIAS=True, USE_ASM=True, INTERPRET=False, EVEN_K=True, BLOCK_N=32, BLOCK_K=512,
+        NUM_STAGES=1), 4),
+    "gemm": (nvfp4_gemm_kernel, _ptrs(a_ptr="*fp16", a_scale_ptr="*u8", gx_ptr="*fp32", out_ptr="*bf16"), dict(
+        A_MODE=0, HAS_BIAS=True, WRITE_PARTIAL=True, OP_DTYPE=tl.float16, USE_ASM=True, INTERPRET=False, EVEN_K=True,
+        BLOCK_N=64, BLOCK_M=16, BLOCK_K=256, W_AS_B=True), 4),
+    "gemv": (gemv_kernel, _ptrs(x_ptr="*bf16", out_ptr="*bf16"), dict(
+        ROWS=1, HAS_BIAS=False, WRITE_PARTIAL=True, OP_DTYPE=tl.bfloat16, USE_ASM=True, INTERPRET=False, BLOCK_N=64,
+        BLOCK_K=256), 4),
+    "splitk_reduce": (splitk_reduce_kernel, dict(partial_ptr="*fp32", alpha_ptr="*fp32", bias_ptr="*bf16", out_ptr="*bf16"),
+                      dict(SPLIT_K=4, HAS_BIAS=True, INTERPRET=False, BLOCK=1024), 4),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PDL_CASES))
+def test_programmatic_dependent_launch_only_when_asked(name):
+    """``PDL=True`` (``NVFP4_TRITON_PDL=on``): the kernel signals its dependents and waits for the
+    previous grid before anything else (``kernels/grid_dependency.py``); the default emits no
+    ``griddepcontrol`` at all (it does not exist before sm_90), and Ampere still compiles."""
+    kernel, ptrs, constexprs, warps = PDL_CASES[name]
+    ptx = compile_for(HOPPER, kernel, ptrs, dict(constexprs, PDL=True), num_warps=warps).asm["ptx"]
+    body = ptx[ptx.index("{", ptx.index(".entry")):]
+    wait = body.index("griddepcontrol.wait")
+    assert body.index("griddepcontrol.launch_dependents") < wait
+    assert "ld.global" not in body[:wait] and "st.global" not in body[:wait] and "cp.async" not in body[:wait], \
+        "a global memory access before the wait"
+    assert "griddepcontrol" not in compile_for(HOPPER, kernel, ptrs, constexprs, num_warps=warps).asm["ptx"]
+    assert "griddepcontrol" not in compile_for(AMPERE, kernel, ptrs, constexprs, num_warps=warps).asm["ptx"]

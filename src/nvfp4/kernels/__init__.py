@@ -15,7 +15,8 @@
 * ``gemv``              - the decode GEMM (M <= 4) on CUDA cores, float decode (W4A16);
 * ``gemm_decode``       - decode GEMM v2 over a repacked weight (opt-in; 0.4-0.55x bf16 on the H200);
 * ``weight_dequant``    - a packed weight -> its exact fp16/bf16 operand (large-M cuBLAS path);
-* ``splitk_reduce``     - sums the split-K partials and applies the epilogue.
+* ``splitk_reduce``     - sums the split-K partials and applies the epilogue;
+* ``grid_dependency``   - the opt-in programmatic dependent launch of the decode-path kernels.
 
 Nothing here is imported by ``import nvfp4``: ``triton.jit`` decides at definition time
 whether a kernel is compiled or interpreted (``TRITON_INTERPRET=1``), so the launchers in

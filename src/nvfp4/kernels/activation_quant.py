@@ -22,6 +22,7 @@ import triton
 import triton.language as tl
 
 from .fp_bits import e2m1_code, e2m1_round, e2m1_twice, e4m3_byte_from_value, quantize_groups, safe_reciprocal
+from .grid_dependency import wait_for_previous_grid
 
 OUT_PACKED = 0
 OUT_DEQUANT = 1
@@ -40,7 +41,9 @@ def activation_quant_kernel(
     OUT_MODE: tl.constexpr,
     BLOCK_R: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    PDL: tl.constexpr = False,  # programmatic dependent launch (grid_dependency.py)
 ):
+    wait_for_previous_grid(PDL)
     pid_r = tl.program_id(0)
     pid_k = tl.program_id(1)
     rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)

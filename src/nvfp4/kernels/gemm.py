@@ -35,6 +35,7 @@ import triton
 import triton.language as tl
 
 from .fp_bits import dequantize_fp4_tile, fake_quantize_groups, linear_epilogue, safe_reciprocal
+from .grid_dependency import wait_for_previous_grid
 
 A_DENSE = 0
 A_QUANTIZE = 1
@@ -156,7 +157,9 @@ def nvfp4_gemm_kernel(
     A_MODE: tl.constexpr, HAS_BIAS: tl.constexpr, WRITE_PARTIAL: tl.constexpr, OP_DTYPE: tl.constexpr,
     USE_ASM: tl.constexpr, INTERPRET: tl.constexpr, EVEN_K: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, W_AS_B: tl.constexpr = False,
+    PDL: tl.constexpr = False,  # programmatic dependent launch (grid_dependency.py)
 ):
+    wait_for_previous_grid(PDL)
     _gemm_body(
         a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, alpha_ptr, bias_ptr, gx_ptr, out_ptr, partial_ptr,
         M, N, K, stride_am, stride_wn, stride_ws, TILES_PER_SPLIT, A_MODE, HAS_BIAS, WRITE_PARTIAL, OP_DTYPE, USE_ASM, INTERPRET,

@@ -16,6 +16,7 @@ import triton
 import triton.language as tl
 
 from .fp_bits import e4m3_byte_to_f32, fp4x2_decode_asm, fp4x2_decode_portable, linear_epilogue
+from .grid_dependency import wait_for_previous_grid
 
 
 @triton.jit
@@ -98,7 +99,9 @@ def gemv_kernel(
     M, N, K, stride_xm, stride_wn, stride_ws, TILES_PER_SPLIT,
     ROWS: tl.constexpr, HAS_BIAS: tl.constexpr, WRITE_PARTIAL: tl.constexpr, OP_DTYPE: tl.constexpr,
     USE_ASM: tl.constexpr, INTERPRET: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    PDL: tl.constexpr = False,  # programmatic dependent launch (grid_dependency.py)
 ):
+    wait_for_previous_grid(PDL)
     _gemv_body(
         x_ptr, w_ptr, w_scale_ptr, alpha_ptr, bias_ptr, out_ptr, partial_ptr, M, N, K, stride_xm, stride_wn,
         stride_ws, TILES_PER_SPLIT, ROWS, HAS_BIAS, WRITE_PARTIAL, OP_DTYPE, USE_ASM, INTERPRET, BLOCK_N, BLOCK_K,

@@ -26,6 +26,7 @@ import triton
 import triton.language as tl
 
 from .fp_bits import e2m1_twice, linear_epilogue, quantize_groups, safe_reciprocal
+from .grid_dependency import wait_for_previous_grid
 from .int_dot import (
     e4m3_byte_to_f32_times_2m8, fp4_word_to_int8, group_int_dot, group_int_dot_signed, load_lut, signed_int8_words,
 )
@@ -198,7 +199,9 @@ def gemv_dp4a_kernel(
     ROWS: tl.constexpr, FUSED_QUANT: tl.constexpr, HAS_BIAS: tl.constexpr, USE_ASM: tl.constexpr,
     INTERPRET: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     NUM_STAGES: tl.constexpr,
+    PDL: tl.constexpr = False,  # programmatic dependent launch (grid_dependency.py)
 ):
+    wait_for_previous_grid(PDL)
     _gemv_dp4a_body(
         x_ptr, xs_ptr, gx_ptr, w_ptr, ws_ptr, alpha_ptr, bias_ptr, out_ptr, partial_ptr, counter_ptr, lut_ptr,
         M, N, K, stride_xm, stride_wn, stride_ws, TILES_PER_SPLIT, SPLIT_K,

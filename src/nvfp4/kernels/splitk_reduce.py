@@ -8,13 +8,16 @@ import triton
 import triton.language as tl
 
 from .fp_bits import linear_epilogue
+from .grid_dependency import wait_for_previous_grid
 
 
 @triton.jit
 def splitk_reduce_kernel(
     partial_ptr, alpha_ptr, bias_ptr, out_ptr, M, N,
     SPLIT_K: tl.constexpr, HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr, BLOCK: tl.constexpr,
+    PDL: tl.constexpr = False,  # programmatic dependent launch (grid_dependency.py)
 ):
+    wait_for_previous_grid(PDL)
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M * N
     acc = tl.load(partial_ptr + offs, mask=mask, other=0.0)

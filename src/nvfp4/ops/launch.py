@@ -26,8 +26,9 @@ packed FP4 activations (``A_PACKED``) are kept, tested and reachable (``config``
 
 Every launch is counted in ``KERNEL_LAUNCHES`` so tests can prove the Triton kernels ran
 (no silent fallback), and goes through ``fast_launch.launch`` (Triton's compiled kernel,
-launched directly after the first call of its specialization: less host time per call). ``TRITON_INTERPRET=1`` (the CPU interpreter) is honoured: fixed tiles,
-fp32 operands and dots, portable decoding.
+launched directly after the first call of its specialization: less host time per call).
+``TRITON_INTERPRET=1`` (the CPU interpreter) is honoured: fixed tiles, fp32 operands and
+dots, portable decoding.
 """
 
 from __future__ import annotations
@@ -90,6 +91,30 @@ def use_asm_decode(device: torch.device) -> bool:
     return os.environ.get(DECODE_ENV, "asm").strip().lower() != "portable"
 
 
+PDL_ENV = "NVFP4_TRITON_PDL"  # "off" (default) or "on": programmatic dependent launch
+_NO_OPTIONS: dict = {}
+_PDL_OPTIONS = {"PDL": True, "launch_pdl": True}
+
+
+@functools.lru_cache(maxsize=None)
+def _has_pdl(index: int) -> bool:
+    return torch.cuda.get_device_capability(index) >= (9, 0)
+
+
+def pdl_options(device: torch.device) -> dict:
+    """Launch keywords of the decode-path kernels: with ``NVFP4_TRITON_PDL=on`` on Hopper or
+    newer, each may be scheduled while the previous kernel runs and waits for it at its top
+    (``kernels/grid_dependency.py``: same results as stream order). Off by default until the
+    GPU measurement says it pays."""
+    mode = os.environ.get(PDL_ENV, "off").strip().lower()
+    if mode not in ("on", "off"):
+        raise ValueError(f"{PDL_ENV}={mode!r}: expected 'on' or 'off'")
+    if mode == "off" or interpreting() or device.type != "cuda":
+        return _NO_OPTIONS
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return _PDL_OPTIONS if _has_pdl(index) else _NO_OPTIONS
+
+
 @functools.lru_cache(maxsize=None)
 def _num_sms(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
@@ -126,7 +151,8 @@ def _activation_quant_launch(x, gx, values, scale, out_mode):
     block_r = 16 if interpreting() else ACT_QUANT_BLOCK_R
     grid = (cdiv(m, block_r), cdiv(k, block_k))
     fast_launch.launch(
-        activation_quant_kernel, grid, x, gx, values, scale, m, k, x.stride(0), OUT_MODE=out_mode, BLOCK_R=block_r, BLOCK_K=block_k, num_warps=4,
+        activation_quant_kernel, grid, x, gx, values, scale, m, k, x.stride(0), OUT_MODE=out_mode, BLOCK_R=block_r,
+        BLOCK_K=block_k, num_warps=4, **pdl_options(x.device),
     )
     KERNEL_LAUNCHES["activation_quant"] += 1
 
@@ -259,7 +285,7 @@ def gemm(
             kernel, grid, *args, partial, m, n, k, stride_am, k // 2, k // 16, tiles_per_split, split, 0,
             WRITE_PARTIAL=split > 1, EVEN_K=cfg["EVEN_K"],
             BLOCK_N=cfg["BLOCK_N"], BLOCK_M=cfg["BLOCK_M"], BLOCK_K=cfg["BLOCK_K"], W_AS_B=bool(cfg["W_AS_B"]),
-            num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], **common,
+            num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], **common, **pdl_options(device),
         )
         KERNEL_LAUNCHES["gemm_small_m"] += 1
     else:
@@ -298,10 +324,10 @@ def gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, cfg) -> torc
     grid = (cdiv(n, cfg["BLOCK_N"]), 1, split)
     has_bias = bias is not None
     fast_launch.launch(
-        kernel, grid, a, w_packed, w_scale_u8, alpha, bias if has_bias else alpha, out, partial, m, n, k, a.stride(0), k // 2,
-        k // 16, k // cfg["BLOCK_K"] // split, ROWS=cfg["ROWS"], HAS_BIAS=has_bias, WRITE_PARTIAL=split > 1,
+        kernel, grid, a, w_packed, w_scale_u8, alpha, bias if has_bias else alpha, out, partial, m, n, k, a.stride(0),
+        k // 2, k // 16, k // cfg["BLOCK_K"] // split, ROWS=cfg["ROWS"], HAS_BIAS=has_bias, WRITE_PARTIAL=split > 1,
         OP_DTYPE=op_dtype, USE_ASM=use_asm_decode(a.device), INTERPRET=interpreting(),
-        BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"], num_warps=4,
+        BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"], num_warps=4, **pdl_options(a.device),
     )
     KERNEL_LAUNCHES["gemv"] += 1
     if split > 1:
@@ -316,6 +342,7 @@ def _reduce(partial, alpha, bias, out, split):
     fast_launch.launch(
         splitk_reduce_kernel, (cdiv(m * n, block),), partial, alpha, bias if has_bias else alpha, out, m, n,
         SPLIT_K=split, HAS_BIAS=has_bias, INTERPRET=interpreting(), BLOCK=block, num_warps=4,
+        **pdl_options(out.device),
     )
     KERNEL_LAUNCHES["splitk_reduce"] += 1
 
