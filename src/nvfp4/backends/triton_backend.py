@@ -33,12 +33,19 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 MIN_CAPABILITY = (8, 0)
 
 
+_OPS = None
+
+
 def _ops():
     # Imported lazily: defining the kernels must happen after the user had a chance to set
-    # TRITON_INTERPRET, and CPU-only users never pay for it.
-    from .. import ops
+    # TRITON_INTERPRET, and CPU-only users never pay for it. Kept once imported (this runs on
+    # every eager call).
+    global _OPS
+    if _OPS is None:
+        from .. import ops
 
-    return torch.ops.nvfp4, ops
+        _OPS = (torch.ops.nvfp4, ops)
+    return _OPS
 
 
 class TritonBackend(Backend):

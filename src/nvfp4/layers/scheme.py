@@ -229,7 +229,8 @@ class _NVFP4Scheme:
             )
         lead = x.shape[:-1]
         n = layer.output_size_per_partition
-        x2d = x.reshape(-1, k)
+        flat = x.dim() == 2  # already [M, K]: no reshape on the way in or out (host time of eager calls)
+        x2d = x if flat else x.reshape(-1, k)
         if x2d.shape[0] == 0:
             out = x.new_empty((0, n))
         else:
@@ -241,7 +242,7 @@ class _NVFP4Scheme:
                 out = backend.apply_w4a16(layer, x2d, bias)
             else:
                 out = backend.apply_w4a4(layer, x2d, bias)
-        return out.reshape(*lead, n)
+        return out if flat else out.reshape(*lead, n)
 
 
 class CompressedTensorsW4A4Fp4(_NVFP4Scheme):

@@ -60,6 +60,8 @@ def _check_weight(op: str, k: int, w_packed: torch.Tensor, w_scale: torch.Tensor
 def _check_gx(op: str, gx: torch.Tensor) -> torch.Tensor:
     if gx.numel() != 1:
         raise ValueError(f"nvfp4::{op}: input_global_scale must have one element, got shape {tuple(gx.shape)}")
+    if gx.dim() == 1 and gx.dtype == torch.float32:  # the usual case: nothing to view or convert
+        return gx
     return gx.reshape(1).to(torch.float32)
 
 
