@@ -127,14 +127,16 @@ class TritonBackend(Backend):
         # anything that traces goes through the custom op (library.direct_call_ok).
         direct = mod.library.direct_call_ok(x)
         run = mod.library.linear_w4a4_impl if direct else ops.linear_w4a4
-
-        def call(t):
-            return run(t, layer.weight_packed, layer.weight_scale, layer.input_global_scale, layer.alpha, bias,
-                       getattr(layer, "nvfp4_alpha_scalar", None))
-
         if direct and mod.eager_graphs.enabled():  # opt-in: replayed from the layer's CUDA graphs
+            def call(t):
+                return run(t, layer.weight_packed, layer.weight_scale, layer.input_global_scale, layer.alpha, bias,
+                           getattr(layer, "nvfp4_alpha_scalar", None))
+
             return mod.eager_graphs.call(layer, "w4a4", call, x, bias)
-        return call(x)
+        return run(
+            x, layer.weight_packed, layer.weight_scale, layer.input_global_scale, layer.alpha, bias,
+            getattr(layer, "nvfp4_alpha_scalar", None),
+        )
 
     def apply_w4a16(self, layer, x, bias):
         if self._fp32(x):
@@ -147,14 +149,15 @@ class TritonBackend(Backend):
             )
         direct = mod.library.direct_call_ok(x)
         run = mod.library.linear_w4a16_impl if direct else ops.linear_w4a16
-
-        def call(t):
-            return run(t, layer.weight_packed, layer.weight_scale, layer.alpha, bias,
-                       getattr(layer, "nvfp4_alpha_scalar", None))
-
         if direct and mod.eager_graphs.enabled():
+            def call(t):
+                return run(t, layer.weight_packed, layer.weight_scale, layer.alpha, bias,
+                           getattr(layer, "nvfp4_alpha_scalar", None))
+
             return mod.eager_graphs.call(layer, "w4a16", call, x, bias)
-        return call(x)
+        return run(
+            x, layer.weight_packed, layer.weight_scale, layer.alpha, bias, getattr(layer, "nvfp4_alpha_scalar", None)
+        )
 
     # Tensor parallelism (added by the TP work, see RowParallelNVFP4Linear.forward_partial_fp32):
     # a row-parallel rank's partial sum ``alpha * GEMM`` kept in float32 (no bias), so the
