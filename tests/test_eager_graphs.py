@@ -141,3 +141,37 @@ def test_a_failed_capture_leaves_that_shape_eager(fake_cuda, monkeypatch):
     for _ in range(3):
         eager_graphs.call(layer, "w4a16", fn, x, None)  # no second attempt, no second warning
     assert fn.calls == 5 and not fake_cuda["replays"]
+
+
+@pytest.mark.parametrize("weight_only", [False, True])
+def test_the_triton_backend_routes_eager_calls_through_the_graphs(weight_only, monkeypatch):
+    """With graphs on, the backend's eager (direct) calls go through ``eager_graphs.call`` with
+    the layer, its kind and its own bias; traced calls (not direct) and graphs off never do."""
+    from nvfp4 import NVFP4Linear
+    from nvfp4.backends.triton_backend import TritonBackend
+    from nvfp4.ops import launch, library
+
+    lin = torch.nn.Linear(64, 32, bias=True, dtype=torch.bfloat16)
+    kw = dict(weight_only=True) if weight_only else dict(input_global_scale=300.0)
+    layer = NVFP4Linear.from_linear(lin, backend="reference", **kw)
+    x = torch.randn(2, 64, dtype=torch.bfloat16)
+    layer(x)
+    backend = TritonBackend()
+    backend.prepare(layer)
+    layer.nvfp4_backends[(x.device.type, x.device.index)] = backend
+    seen = []
+
+    def fake_call(lay, kind, fn, t, bias):
+        seen.append((lay, kind, bias))
+        return fn(t)
+
+    stub = torch.zeros(2, 32, dtype=torch.bfloat16)
+    monkeypatch.setattr(eager_graphs, "call", fake_call)
+    monkeypatch.setattr(launch, "linear_w4a4", lambda *a, **k: stub)
+    monkeypatch.setattr(launch, "linear_w4a16", lambda *a, **k: stub)
+    monkeypatch.setattr(library, "direct_call_ok", lambda t: True)
+    monkeypatch.setenv(eager_graphs.ENV, "off")
+    assert torch.equal(layer(x), stub) and not seen
+    monkeypatch.setenv(eager_graphs.ENV, "on")
+    assert torch.equal(layer(x), stub)
+    assert seen == [(layer, "w4a16" if weight_only else "w4a4", layer.bias)]
