@@ -3,6 +3,7 @@
 #   STEPS="tests tune bench" SHAPES=8b MS=... scripts/device_check.sh
 #   STEPS=decode2 scripts/device_check.sh   (decode GEMM v2: its GPU tests + benchmarks/bench_decode_v2.py)
 #   STEPS="decode dp4atests tp1" scripts/device_check.sh
+#   STEPS=pending scripts/device_check.sh   (the GPU checks and timings still owed, see below)
 #       decode:    benchmarks/bench_decode_w4a4.py (M <= 4: every path checked against the exact
 #                  result, then timed beside bf16; the integer-dot kernel's candidates at M = 1)
 #       dp4atests: tests/gpu/test_dp4a_gpu.py and, of test_triton_gpu.py, activation quantization,
@@ -19,6 +20,16 @@ OUT=${OUT:-device_out}
 mkdir -p "$OUT"
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 STEPS=${STEPS:-"tests bench"}
+# "pending": what the session of 2026-12-02 (stop 11) wrote without GPU time left: the GPU tests
+# of the opt-in eager graphs and PDL (and the direct launches / chunked cuBLAS path), the eager
+# profile with its "eager graphs" rows, and the eager generate() benchmark.
+if [ "$STEPS" = "pending" ]; then
+  STEPS="dp4atests profile eagerdecode"
+  DP4A_TEST_K=${DP4A_TEST_K:-"eager_graphs or direct_launch or chunked_cublas or pdl"}
+  DP4A_TEST_TIMEOUT=${DP4A_TEST_TIMEOUT:-200}
+  PROFILE_ARGS=${PROFILE_ARGS:-"--ms 1,16"}
+  PYTEST_EXTRA=${PYTEST_EXTRA:-"-rA"}
+fi
 SHAPES=${SHAPES:-all}
 MS=${MS:-}
 TAG=${TAG:-run}
