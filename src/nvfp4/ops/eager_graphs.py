@@ -34,10 +34,11 @@ decode's split-K counters) are never shared between streams.
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 
 import torch
+
+from ..utils import env
 
 ENV = "NVFP4_TRITON_EAGER_GRAPHS"
 M_MAX_ENV = "NVFP4_TRITON_EAGER_GRAPHS_M_MAX"
@@ -49,21 +50,11 @@ STATS = {"eager": 0, "captured": 0, "replayed": 0}
 
 
 def enabled() -> bool:
-    mode = os.environ.get(ENV, "off").strip().lower()
-    if mode not in ("on", "off"):
-        raise ValueError(f"{ENV}={mode!r}: expected 'on' or 'off'")
-    return mode == "on"
+    return env.switch(ENV, False)
 
 
 def m_max() -> int:
-    raw = os.environ.get(M_MAX_ENV, "16").strip()
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ValueError(f"{M_MAX_ENV}={raw!r}: expected a whole number of rows >= 0")
-    return value
+    return env.whole_number(M_MAX_ENV, 16, 0)
 
 
 class _Captured:

@@ -33,9 +33,13 @@ import torch
 from triton import knobs
 from triton.runtime.jit import JITFunction
 
+from ..utils import env
+
 ENV = "NVFP4_TRITON_FAST_LAUNCH"
-ENABLED = os.environ.get(ENV, "on").strip().lower() not in ("off", "0", "false", "no")
-_INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
+ENABLED = env.switch(ENV, True)
+# Read once: Triton decides at kernel definition (import) whether a kernel is interpreted, so
+# the variable must be set before nvfp4.ops is imported anyway (launch.interpreting reads this).
+INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
 _I32_MIN, _I32_MAX, _I64_MAX = -(2**31), 2**31, 2**63
 _NOT_CACHEABLE = object()
 # Per kernel: {key: (CompiledKernel, tail of constexpr values) or _NOT_CACHEABLE}.
@@ -82,7 +86,7 @@ def _tail(kernel, n_args: int, kwargs: dict):
 def launch(kernel, grid: tuple, *args, **kwargs) -> None:
     """``kernel[grid](*args, **kwargs)``, replayed through the cached compiled kernel when the
     specialization was launched before. ``grid`` is a tuple of 1 to 3 ints."""
-    if not ENABLED or _INTERPRETING or not isinstance(kernel, JITFunction):
+    if not ENABLED or INTERPRETING or not isinstance(kernel, JITFunction):
         kernel[grid](*args, **kwargs)
         return
     device = torch.cuda.current_device()

@@ -46,6 +46,7 @@ from ..kernels.gemm import A_DENSE, A_PACKED, A_QUANTIZE, nvfp4_gemm_kernel, nvf
 from ..kernels.gemv import gemv_kernel, gemv_kernel_interpreted
 from ..kernels.splitk_reduce import splitk_reduce_kernel
 from ..kernels.weight_dequant import weight_dequant_kernel
+from ..utils import env
 from . import fast_launch, tuning
 
 logger = logging.getLogger("nvfp4")
@@ -76,13 +77,8 @@ def next_power_of_2(v: int) -> int:
     return 1 if v <= 1 else 1 << (v - 1).bit_length()
 
 
-# Read once: Triton itself decides at kernel definition (import) whether a kernel is
-# interpreted, so the variable must be set before nvfp4.ops is imported anyway.
-_INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
 def interpreting() -> bool:
-    return _INTERPRETING
+    return fast_launch.INTERPRETING
 
 
 def use_asm_decode(device: torch.device) -> bool:
@@ -106,10 +102,7 @@ def pdl_options(device: torch.device) -> dict:
     newer, each may be scheduled while the previous kernel runs and waits for it at its top
     (``kernels/grid_dependency.py``: same results as stream order). Off by default until the
     GPU measurement says it pays."""
-    mode = os.environ.get(PDL_ENV, "off").strip().lower()
-    if mode not in ("on", "off"):
-        raise ValueError(f"{PDL_ENV}={mode!r}: expected 'on' or 'off'")
-    if mode == "off" or interpreting() or device.type != "cuda":
+    if not env.switch(PDL_ENV, False) or interpreting() or device.type != "cuda":
         return _NO_OPTIONS
     index = device.index if device.index is not None else torch.cuda.current_device()
     return _PDL_OPTIONS if _has_pdl(index) else _NO_OPTIONS
@@ -384,9 +377,7 @@ def _small_gemm(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, confi
     n = w_packed.shape[0]
     if config is not None:
         return gemm(a, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, op_dtype, config)
-    mode = os.environ.get(GEMV_ENV, "auto").strip().lower()
-    if mode not in ("auto", "always", "never"):
-        raise ValueError(f"{GEMV_ENV}={mode!r}: expected 'auto', 'always' or 'never'")
+    mode = env.choice(GEMV_ENV, "auto", ("auto", "always", "never"))
 
     def run(cand):
         if cand.get("PATH") == "gemv":

@@ -7,10 +7,9 @@ cuBLAS is faster than any Triton GEMM here (docs/performance.md): the activation
 
 from __future__ import annotations
 
-import os
-
 import torch
 
+from ..utils import env
 from .launch import KERNEL_LAUNCHES, cdiv, dequantize_weight
 
 # Memory knob of the large-M path: ``NVFP4_TRITON_CUBLAS_CHUNKS=c`` dequantizes the weight in
@@ -27,14 +26,7 @@ CUBLAS_CHUNKS_ENV = "NVFP4_TRITON_CUBLAS_CHUNKS"
 
 
 def cublas_chunks() -> int:
-    raw = os.environ.get(CUBLAS_CHUNKS_ENV, "1").strip()
-    try:
-        chunks = int(raw)
-    except ValueError:
-        chunks = 0
-    if chunks < 1:
-        raise ValueError(f"{CUBLAS_CHUNKS_ENV}={raw!r}: expected a whole number of chunks >= 1")
-    return chunks
+    return env.whole_number(CUBLAS_CHUNKS_ENV, 1, 1)
 
 
 def _chunk_bounds(n: int, chunks: int) -> list[tuple[int, int]]:
@@ -52,14 +44,9 @@ def cublas_gemm(a_exact, w_packed, w_scale_u8, alpha_scalar: float, bias, chunks
     n, k = w_packed.shape[0], w_packed.shape[1] * 2
     bounds = _chunk_bounds(n, cublas_chunks() if chunks is None else chunks)
     scalar = a_exact.new_empty(())  # beta = 0: never read
-    if len(bounds) == 1:
-        w_exact = dequantize_weight(w_packed, w_scale_u8, a_exact.dtype)
-        out = torch.addmm(scalar, a_exact, w_exact.t(), beta=0.0, alpha=alpha_scalar)
-        KERNEL_LAUNCHES["cublas_gemm"] += 1
-        return out if bias is None else out + bias
     out = torch.empty((a_exact.shape[0], n), dtype=a_exact.dtype, device=a_exact.device)
     buf = torch.empty((bounds[0][1] - bounds[0][0], k), dtype=a_exact.dtype, device=a_exact.device)
-    for n0, n1 in bounds:
+    for n0, n1 in bounds:  # one chunk (the default): the whole weight, out[:, 0:n] is out itself
         w_chunk = dequantize_weight(w_packed[n0:n1], w_scale_u8[n0:n1], a_exact.dtype, out=buf[: n1 - n0])
         # out[:, n0:n1] is a row-major view with leading dimension n: cuBLAS writes it in place.
         torch.addmm(scalar, a_exact, w_chunk.t(), beta=0.0, alpha=alpha_scalar, out=out[:, n0:n1])

@@ -23,12 +23,11 @@ buffer per (device, stream) serves every launch, CUDA graphs included.
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from ..kernels.gemv_dp4a import gemv_dp4a_kernel, gemv_dp4a_kernel_interpreted
 from ..kernels.int_dot import LUT_HIGH, LUT_LOW
+from ..utils import env
 from . import fast_launch, launch, tuning
 
 DP4A_ENV = "NVFP4_TRITON_DP4A"
@@ -71,10 +70,7 @@ FLOAT_PATH = {"PATH": "float"}
 
 
 def dp4a_mode() -> str:
-    mode = os.environ.get(DP4A_ENV, "auto").strip().lower()
-    if mode not in ("auto", "fused", "unfused", "off"):
-        raise ValueError(f"{DP4A_ENV}={mode!r}: expected 'auto', 'fused', 'unfused' or 'off'")
-    return mode
+    return env.choice(DP4A_ENV, "auto", ("auto", "fused", "unfused", "off"))
 
 
 def dp4a_applies(m: int, device: torch.device) -> bool:

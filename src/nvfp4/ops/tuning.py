@@ -25,11 +25,12 @@ Choices are logged at INFO level (``logging.getLogger("nvfp4")``) with every tim
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Callable
 
 import torch
+
+from ..utils import env
 
 TUNE_ENV = "NVFP4_TRITON_TUNE"
 TUNE_REPS = 10
@@ -37,10 +38,7 @@ logger = logging.getLogger("nvfp4")
 
 
 def tune_mode() -> str:
-    mode = os.environ.get(TUNE_ENV, "auto").strip().lower()
-    if mode not in ("auto", "off"):
-        raise ValueError(f"{TUNE_ENV}={mode!r}: expected 'auto' or 'off'")
-    return mode
+    return env.choice(TUNE_ENV, "auto", ("auto", "off"))
 
 
 def time_us(fn: Callable[[], object], flush: torch.Tensor, reps: int = TUNE_REPS) -> float:
