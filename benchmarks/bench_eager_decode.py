@@ -87,19 +87,29 @@ def main(argv=None) -> None:
             model = transformers.LlamaForCausalLM(config).to(torch.bfloat16).eval()
         if not rows:
             bf16 = timed(model, "bf16")
-            rows[-1]["vs_bf16"] = "1.00"
         nvfp4.quantize_model(model, calibration if scheme == "NVFP4" else None, scheme=scheme, backend=backend,
                              progress=False)
         name = "w4a4" if scheme == "NVFP4" else "w4a16"
         for graphs in ("off", "on"):
             os.environ[eager_graphs.ENV] = graphs
             try:
-                rate = timed(model, f"{name} eager graphs {graphs}")
+                timed(model, f"{name} eager graphs {graphs}")
             finally:
                 os.environ.pop(eager_graphs.ENV, None)
-            rows[-1]["vs_bf16"] = f"{rate / bf16:.2f}"
         del model
-        torch.cuda.empty_cache()
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    # bf16 once more on a fresh model, last: the first timing of a process has been 53 ms per
+    # token on the H200 where NVFP4 took 7-26 ms, so both bf16 rows are reported and the
+    # ratios use the faster one (the conservative choice for NVFP4).
+    with torch.device(device):
+        model = transformers.LlamaForCausalLM(config).to(torch.bfloat16).eval()
+    bf16_again = timed(model, "bf16 again")
+    best = max(bf16, bf16_again)
+    for row in rows:
+        row["vs_bf16"] = f"{float(row['decode_tokens_per_s']) / best:.2f}"
+        if row["variant"].startswith("bf16"):
+            row["note"] = "vs_bf16 uses the faster bf16 row"
     write_csv(args.out, rows, FIELDS)
     print(f"wrote {args.out}")
 

@@ -29,6 +29,10 @@ def test_bench_eager_decode_tiny(tmp_path):
     rows = list(csv.DictReader(out.open()))
     assert [r["variant"] for r in rows] == [
         "bf16", "w4a4 eager graphs off", "w4a4 eager graphs on", "w4a16 eager graphs off", "w4a16 eager graphs on",
+        "bf16 again",
     ]
+    best_bf16 = max(float(r["decode_tokens_per_s"]) for r in rows if r["variant"].startswith("bf16"))
+    for r in rows:
+        assert abs(float(r["vs_bf16"]) - float(r["decode_tokens_per_s"]) / best_bf16) < 0.01
     for r in rows:
         assert int(r["new_tokens"]) == 4 and float(r["decode_tokens_per_s"]) > 0 and float(r["vs_bf16"]) > 0

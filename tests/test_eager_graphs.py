@@ -56,8 +56,10 @@ class _Eager:
 
 def test_settings_are_parsed_and_refused_when_wrong(monkeypatch):
     monkeypatch.delenv(eager_graphs.ENV, raising=False)
+    assert eager_graphs.enabled(), "on by default"
+    monkeypatch.setenv(eager_graphs.ENV, " OFF ")
     assert not eager_graphs.enabled()
-    monkeypatch.setenv(eager_graphs.ENV, " ON ")
+    monkeypatch.setenv(eager_graphs.ENV, "on")
     assert eager_graphs.enabled()
     monkeypatch.setenv(eager_graphs.ENV, "yes")
     with pytest.raises(ValueError, match=eager_graphs.ENV):
@@ -175,3 +177,28 @@ def test_the_triton_backend_routes_eager_calls_through_the_graphs(weight_only, m
     monkeypatch.setenv(eager_graphs.ENV, "on")
     assert torch.equal(layer(x), stub)
     assert seen == [(layer, "w4a16" if weight_only else "w4a4", layer.bias)]
+
+
+def test_a_pool_whose_graphs_are_all_freed_is_not_captured_into_again(monkeypatch):
+    """PyTorch releases a graph pool with its last graph and asserts on a capture into the old
+    handle (seen on the H200 when a second model was captured after the first was freed), so
+    the shared pool handle is renewed exactly when no graph captured into it is alive."""
+    import gc
+
+    handles = iter(range(100))
+    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: ("pool", next(handles)))
+    state = eager_graphs._StreamState(capture_stream=None)
+    first = state.pool_for_capture()
+    entries = []
+    for _ in range(2):  # two graphs captured into it
+        entries.append(state.keep(eager_graphs._Captured(None, None, None)))
+    assert state.pool_for_capture() == first, "graphs alive: shared pool"
+    entries.pop()
+    gc.collect()
+    assert state.live_graphs == 1 and state.pool_for_capture() == first
+    entries.clear()
+    gc.collect()
+    assert state.live_graphs == 0
+    renewed = state.pool_for_capture()
+    assert renewed != first
+    assert state.pool_for_capture() not in (first, renewed), "after a failed capture (no graph kept) no stale handle"

@@ -415,7 +415,7 @@ def test_eager_graphs_replay_the_eager_call(weight_only, m, monkeypatch):
     kw = dict(weight_only=True) if weight_only else dict(input_global_scale=300.0)
     layer = NVFP4Linear.from_linear(lin, backend="triton", **kw).to(DEV)
     xs = [torch.randn(m, 1024, device=DEV, dtype=torch.bfloat16) for _ in range(5)]
-    monkeypatch.delenv(eager_graphs.ENV, raising=False)
+    monkeypatch.setenv(eager_graphs.ENV, "off")
     expected = [layer(x) for x in xs]
     monkeypatch.setenv(eager_graphs.ENV, "on")
     before = dict(eager_graphs.STATS)
@@ -436,6 +436,35 @@ def test_eager_graphs_replay_the_eager_call(weight_only, m, monkeypatch):
     replayed = layer(xs[0])
     monkeypatch.setenv(eager_graphs.ENV, "off")
     assert torch.equal(replayed, layer(xs[0]))
+
+
+def test_eager_graphs_are_the_default_and_survive_freed_models(monkeypatch):
+    """With the setting unset, an eager decode loop replays graphs and gives the graphs-off
+    bits; after a captured model is freed (its graphs and their shared pool with it), the next
+    model's layers still capture (no "use_count > 0" assert, no warning). M = 17 stays eager."""
+    import gc
+
+    from nvfp4.ops import eager_graphs
+
+    for weight_only in (False, True, False):
+        model = _model(weight_only=weight_only)
+        xs = [torch.randn(1, 512, device=DEV, dtype=torch.bfloat16) for _ in range(4)]
+        big = torch.randn(17, 512, device=DEV, dtype=torch.bfloat16)
+        monkeypatch.setenv(eager_graphs.ENV, "off")
+        expected = [model(x) for x in xs] + [model(big)]
+        monkeypatch.delenv(eager_graphs.ENV)
+        before = dict(eager_graphs.STATS)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = [model(x) for x in xs] + [model(big)]
+        torch.cuda.synchronize()
+        assert eager_graphs.STATS["captured"] - before["captured"] == 2, "one graph per layer"
+        assert eager_graphs.STATS["replayed"] - before["replayed"] == 2 * 2
+        assert eager_graphs.STATS["eager"] - before["eager"] == 2 + 2  # first calls, then M = 17
+        for i, (a, b) in enumerate(zip(expected, got)):
+            assert torch.equal(a, b), f"call {i}"
+        del model, got
+        gc.collect()
 
 
 @pytest.mark.parametrize("weight_only", [False, True])
