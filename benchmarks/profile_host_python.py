@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import os
 import pstats
 import time
 
@@ -55,6 +56,10 @@ def main(argv=None) -> None:
     wp, ws, alpha, gx = layer.weight_packed, layer.weight_scale, layer.alpha, layer.input_global_scale
 
     saved = (library.direct_call_ok, launch.linear_w4a4, fast_launch.launch, launch_dp4a.dp4a_applies)
+    # The eager path itself, not its CUDA-graph replays (on by default for CUDA tensors; this
+    # harness has none, so it times the path with graphs off).
+    saved_graphs = os.environ.get("NVFP4_TRITON_EAGER_GRAPHS")
+    os.environ["NVFP4_TRITON_EAGER_GRAPHS"] = "off"
     try:
         library.direct_call_ok = lambda x: True  # as for a CUDA tensor outside torch.compile
         launch.linear_w4a4 = lambda *a, **kw: out
@@ -93,6 +98,10 @@ def main(argv=None) -> None:
                 print("\n".join(line for line in buf.getvalue().splitlines() if line.strip())[:4000])
     finally:
         library.direct_call_ok, launch.linear_w4a4, fast_launch.launch, launch_dp4a.dp4a_applies = saved
+        if saved_graphs is None:
+            os.environ.pop("NVFP4_TRITON_EAGER_GRAPHS", None)
+        else:
+            os.environ["NVFP4_TRITON_EAGER_GRAPHS"] = saved_graphs
 
 
 if __name__ == "__main__":
