@@ -36,7 +36,7 @@ def main(argv=None) -> None:
 
     from nvfp4 import NVFP4Linear
     from nvfp4.backends.triton_backend import TritonBackend
-    from nvfp4.ops import fast_launch, launch, launch_dp4a, library
+    from nvfp4.ops import eager_graphs, fast_launch, launch, launch_dp4a, library
     from nvfp4.ops.launch import small_m_candidates
 
     ap = argparse.ArgumentParser()
@@ -58,8 +58,8 @@ def main(argv=None) -> None:
     saved = (library.direct_call_ok, launch.linear_w4a4, fast_launch.launch, launch_dp4a.dp4a_applies)
     # The eager path itself, not its CUDA-graph replays (on by default for CUDA tensors; this
     # harness has none, so it times the path with graphs off).
-    saved_graphs = os.environ.get("NVFP4_TRITON_EAGER_GRAPHS")
-    os.environ["NVFP4_TRITON_EAGER_GRAPHS"] = "off"
+    saved_graphs = os.environ.get(eager_graphs.ENV)
+    os.environ[eager_graphs.ENV] = "off"
     try:
         library.direct_call_ok = lambda x: True  # as for a CUDA tensor outside torch.compile
         launch.linear_w4a4 = lambda *a, **kw: out
@@ -99,9 +99,9 @@ def main(argv=None) -> None:
     finally:
         library.direct_call_ok, launch.linear_w4a4, fast_launch.launch, launch_dp4a.dp4a_applies = saved
         if saved_graphs is None:
-            os.environ.pop("NVFP4_TRITON_EAGER_GRAPHS", None)
+            os.environ.pop(eager_graphs.ENV, None)
         else:
-            os.environ["NVFP4_TRITON_EAGER_GRAPHS"] = saved_graphs
+            os.environ[eager_graphs.ENV] = saved_graphs
 
 
 if __name__ == "__main__":

@@ -9,5 +9,5 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _eager_graphs_off_unless_asked(monkeypatch):
-    monkeypatch.setenv("NVFP4_TRITON_EAGER_GRAPHS", "off")
+    monkeypatch.setenv("NVFP4_TRITON_EAGER_GRAPHS", "off")  # eager_graphs.ENV; nvfp4.ops not imported at collection
     yield
