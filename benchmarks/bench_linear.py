@@ -110,6 +110,8 @@ def run(args) -> None:
     import triton
 
     import nvfp4.ops  # noqa: F401  (registers torch.ops.nvfp4)
+
+    print(f"nvfp4 package: {os.path.dirname(nvfp4.ops.__file__)}", flush=True)
     from nvfp4.backends.reference import ReferenceBackend
     from nvfp4.numerics import quantize_weight
 
@@ -393,15 +395,24 @@ def main(argv=None) -> None:
     r.add_argument("--pdl", action="store_true",
                    help="also time W4A4/W4A16 with NVFP4_TRITON_PDL=on (rows w4a4_pdl, w4a16_pdl; M <= --pdl-max-m)")
     r.add_argument("--pdl-max-m", type=int, default=128)
+    r.add_argument("--log-tuner", action="store_true", help="log every tuner decision with each candidate's time")
     r.add_argument("--out", required=True)
     p = sub.add_parser("report", help="merge CSVs into markdown + PNG")
     p.add_argument("csv", nargs="+")
     p.add_argument("--out-dir", default=os.path.join(os.path.dirname(__file__), "results"))
     p.add_argument("--name", default="bench_linear")
     args = parser.parse_args(argv)
+    if getattr(args, "log_tuner", False):
+        import logging
+
+        logging.basicConfig(level=logging.WARNING, format="%(message)s")
+        logging.getLogger("nvfp4").setLevel(logging.INFO)
     run(args) if args.cmd == "run" else report(args)
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
+    import importlib.util
+
+    if importlib.util.find_spec("nvfp4") is None:  # else: the package on PYTHONPATH (A/B runs of another copy)
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
     main()

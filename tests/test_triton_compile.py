@@ -25,6 +25,7 @@ from nvfp4.kernels.activation_quant import OUT_DEQUANT, OUT_INT8, OUT_PACKED, ac
 from nvfp4.kernels.gemm import nvfp4_gemm_kernel  # noqa: E402
 from nvfp4.kernels.gemv import gemv_kernel  # noqa: E402
 from nvfp4.kernels.gemv_dp4a import gemv_dp4a_kernel  # noqa: E402
+from nvfp4.kernels.gemv_half2 import gemv_half2_kernel  # noqa: E402
 from nvfp4.kernels.splitk_reduce import splitk_reduce_kernel  # noqa: E402
 from nvfp4.kernels.weight_dequant import weight_dequant_kernel  # noqa: E402
 
@@ -161,6 +162,25 @@ def test_every_dp4a_tuner_candidate_compiles(target, rows):
         ), num_warps=cand["num_warps"])
 
 
+HALF2_PTRS = dict(w_ptr="*u8", ws_ptr="*u8", alpha_ptr="*fp32", partial_ptr="*fp32", counter_ptr="*i32")
+
+
+@pytest.mark.parametrize("target", [HOPPER, AMPERE], ids=["sm90", "sm80"])
+@pytest.mark.parametrize("rows", [1, 2, 4])
+def test_every_gemv_half2_tile_compiles(target, rows):
+    """Each tile of the half2-decode GEMV the small-M tuner can pick (``launch_gemv_half2.TILES``):
+    bf16 and fp16 operands, masked K, the PTX decoder on both targets (plain sm_53+ PTX), the
+    portable one too, float32 output (tensor-parallel partials)."""
+    from nvfp4.ops.launch_gemv_half2 import TILES
+
+    for i, tile in enumerate(TILES):
+        x, out = [("*bf16", "*bf16"), ("*fp16", "*fp16"), ("*bf16", "*fp32"), ("*fp16", "*bf16")][i % 4]
+        compile_for(target, gemv_half2_kernel, dict(HALF2_PTRS, x_ptr=x, bias_ptr=out, out_ptr=out), dict(
+            ROWS=rows, HAS_BIAS=i % 2 == 0, USE_ASM=i != 3 or target is HOPPER, INTERPRET=False, EVEN_K=i != 1,
+            BLOCK_N=tile["BLOCK_N"], BLOCK_K=tile["BLOCK_K"], NUM_STAGES=tile["NUM_STAGES"],
+        ), num_warps=tile["num_warps"], num_stages=tile["NUM_STAGES"])
+
+
 def test_unaligned_launch_compiles():
     """Tensors that are not 16-byte aligned get Triton's unspecialised variant."""
     compile_for(HOPPER, gemv_dp4a_kernel, dict(DP4A_PTRS, x_ptr="*bf16", bias_ptr="*bf16", out_ptr="*bf16"), dict(
@@ -198,6 +218,8 @@ PDL_CASES = {
     "gemv": (gemv_kernel, _ptrs(x_ptr="*bf16", out_ptr="*bf16"), dict(
         ROWS=1, HAS_BIAS=False, WRITE_PARTIAL=True, OP_DTYPE=tl.bfloat16, USE_ASM=True, INTERPRET=False, BLOCK_N=64,
         BLOCK_K=256), 4),
+    "gemv_half2": (gemv_half2_kernel, dict(HALF2_PTRS, x_ptr="*bf16", bias_ptr="*bf16", out_ptr="*bf16"), dict(
+        ROWS=1, HAS_BIAS=True, USE_ASM=True, INTERPRET=False, EVEN_K=True, BLOCK_N=64, BLOCK_K=256, NUM_STAGES=1), 4),
     "splitk_reduce": (splitk_reduce_kernel, dict(partial_ptr="*fp32", alpha_ptr="*fp32", bias_ptr="*bf16", out_ptr="*bf16"),
                       dict(SPLIT_K=4, HAS_BIAS=True, INTERPRET=False, BLOCK=1024), 4),
 }

@@ -6,7 +6,8 @@ already have imported things; a subprocess keeps the rest of the suite unaffecte
 
 * ``triton_interp_cases.py``: activation quantization and every float GEMM path;
 * ``triton_decode_v2_cases.py``: the decode GEMM v2 (repacked weights);
-* ``triton_dp4a_cases.py``: the integer-dot W4A4 decode path and its primitives.
+* ``triton_dp4a_cases.py``: the integer-dot W4A4 decode path and its primitives;
+* ``triton_gemv_half2_cases.py``: the half2-decode GEMV (M <= 4, dense operand).
 """
 
 import os
@@ -17,7 +18,7 @@ import pytest
 
 pytest.importorskip("triton")
 
-CASE_FILES = ["triton_interp_cases.py", "triton_decode_v2_cases.py", "triton_dp4a_cases.py"]
+CASE_FILES = ["triton_interp_cases.py", "triton_decode_v2_cases.py", "triton_dp4a_cases.py", "triton_gemv_half2_cases.py"]
 # Settings that change which kernel a case reaches: the cases set what they need themselves.
 CLEARED_ENV = ["NVFP4_BACKEND", "NVFP4_TRITON_SMALL_M", "NVFP4_TRITON_DP4A", "NVFP4_TRITON_GEMV"]
 

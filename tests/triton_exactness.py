@@ -20,7 +20,7 @@ from nvfp4.numerics.weights import dequantize_weight_unscaled
 
 def _ulp(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     info = torch.finfo(dtype)
-    mant = {torch.bfloat16: 7, torch.float16: 10}[dtype]
+    mant = {torch.bfloat16: 7, torch.float16: 10, torch.float32: 23}[dtype]
     exponent = torch.floor(torch.log2(values.abs().clamp_min(info.tiny)))
     return torch.pow(2.0, exponent - mant).to(torch.float64)
 

@@ -137,7 +137,7 @@ def test_w4a4_matches_exact(dtype, n, k):
 @pytest.mark.parametrize("m", [2, 5, 16, 33, 64, 100, 128])
 def test_every_small_m_candidate_matches_exact(m, n, k):
     """Each configuration the small-M tuner can pick (both MMA operand orientations, the
-    CUDA-core GEMV at M <= 4), W4A4 (fp16 operand) and W4A16 (bf16), then the tuned choice."""
+    CUDA-core GEMVs at M <= 4), W4A4 (fp16 operand) and W4A16 (bf16), then the tuned choice."""
     from nvfp4.ops import launch
 
     wp, ws, gw = _weights(n, k, seed=m)
@@ -155,6 +155,11 @@ def test_every_small_m_candidate_matches_exact(m, n, k):
             cfg = launch.gemv_config(m, n, k, x.device)
             out = launch.gemv(x_hat, wp, ws.view(torch.uint8), alpha, bias, torch.bfloat16, tl_fp16(), cfg)
             out16 = launch.gemv(x, wp, ws.view(torch.uint8), (1.0 / gw).expand(n).contiguous(), bias, torch.bfloat16, tl_bf16(), cfg)
+        elif cand.get("PATH") == "gemv_half2":
+            from nvfp4.ops.launch_gemv_half2 import gemv_half2
+
+            out = gemv_half2(x_hat, wp, ws.view(torch.uint8), alpha, bias, torch.bfloat16, cand)
+            out16 = gemv_half2(x, wp, ws.view(torch.uint8), (1.0 / gw).expand(n).contiguous(), bias, torch.bfloat16, cand)
         else:
             out = launch.gemm(x_hat, None, 0, wp, ws.view(torch.uint8), alpha, bias, None, torch.bfloat16, tl_fp16(), cand)
             out16 = launch.gemm(x, None, 0, wp, ws.view(torch.uint8), (1.0 / gw).expand(n).contiguous(), bias, None,
@@ -271,41 +276,68 @@ def test_fp32_input_warns_and_uses_reference():
     assert any("float32 activations" in str(w.message) for w in caught)
 
 
+GRAPHS = pytest.mark.parametrize("eager_graphs", ["off", "on"])  # the layers' own CUDA graphs (on by default)
+
+
+@GRAPHS
 @pytest.mark.parametrize("weight_only", [False, True])
-def test_torch_compile_fullgraph(weight_only):
+def test_torch_compile_fullgraph(weight_only, eager_graphs, monkeypatch):
+    """The compiled model runs the custom ops (never the layers' eager graphs) and gives the
+    eager bits; with eager graphs on, the eager calls around it capture and replay as usual
+    and still agree with the compiled output."""
+    from nvfp4.ops import eager_graphs as graphs
+
+    monkeypatch.setenv(graphs.ENV, eager_graphs)
     _, launches = _ops()
     model = _model(weight_only=weight_only)
     x = torch.randn(8, 512, device=DEV, dtype=torch.bfloat16)
     eager = model(x)
     torch._dynamo.reset()
     compiled = torch.compile(model, fullgraph=True)
-    before = sum(launches.values())
+    before_launches, before_graphs = sum(launches.values()), dict(graphs.STATS)
     out = compiled(x)
-    assert sum(launches.values()) > before, "compiled model did not run the Triton kernels"
+    assert sum(launches.values()) > before_launches, "compiled model did not run the Triton kernels"
+    assert graphs.STATS == before_graphs, "a traced call went through the eager-graph path"
     assert torch.equal(out, eager)
+    later = [model(x) for _ in range(3)]  # eager again: with graphs on, captured then replayed
+    if eager_graphs == "on":
+        assert graphs.STATS["replayed"] > before_graphs["replayed"]
+    for y in later:
+        assert torch.equal(y, eager)
+    assert torch.equal(compiled(x), eager)
 
 
+@GRAPHS
 @pytest.mark.parametrize("m", [1, 16, 200])
-def test_cuda_graph_capture(m):
+def test_cuda_graph_capture(m, eager_graphs, monkeypatch):
+    """A user's own capture of the model: with eager graphs on, the warm-up calls capture
+    layer graphs first (M <= 16), and the calls inside the user's capture must run the
+    kernels themselves (a replay of another graph cannot be captured)."""
+    from nvfp4.ops import eager_graphs as graphs
+
+    monkeypatch.setenv(graphs.ENV, eager_graphs)
     _, launches = _ops()
     model = _model()
     static_x = torch.randn(m, 512, device=DEV, dtype=torch.bfloat16)
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
-        for _ in range(2):  # warm-up: compile and autotune outside the capture
+        for _ in range(3):  # warm-up: compile and autotune (and capture layer graphs) outside the capture
             model(static_x)
     torch.cuda.current_stream().wait_stream(stream)
+    if eager_graphs == "on" and m <= graphs.m_max():
+        assert any(layer.__dict__.get("nvfp4_eager_graphs") for layer in (model[0], model[2]))
     graph = torch.cuda.CUDAGraph()
     before = sum(launches.values())
     with torch.cuda.graph(graph):
         static_out = model(static_x)
     assert sum(launches.values()) > before, "nothing was launched during capture"
-    new_x = torch.randn(m, 512, device=DEV, dtype=torch.bfloat16)
-    static_x.copy_(new_x)
-    graph.replay()
-    torch.cuda.synchronize()
-    assert torch.equal(static_out, model(new_x))
+    for _ in range(2):
+        new_x = torch.randn(m, 512, device=DEV, dtype=torch.bfloat16)
+        static_x.copy_(new_x)
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(static_out, model(new_x))
 
 
 @pytest.mark.parametrize("weight_only", [False, True])

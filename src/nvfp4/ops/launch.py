@@ -13,8 +13,10 @@ below then reads a dense activation (W4A16 reads ``x`` itself):
   the tensor-core split-K GEMM (fp32 partials, then ``splitk_reduce`` in a fixed order:
   deterministic) in either MMA operand orientation (``W_AS_B``: the weight through shared
   memory as the right operand; swap-AB: the weight as the left register operand), or at
-  M <= 4 the CUDA-core GEMV (``kernels/gemv.py``): ``small_m_candidates``, timed once per
-  shape and M bucket by ``tuning.pick`` (outside CUDA-graph capture);
+  M <= 4 a CUDA-core GEMV (``kernels/gemv_half2.py``'s tiles, launched by
+  ``launch_gemv_half2.py``, and ``kernels/gemv.py``): ``small_m_candidates``, timed once per
+  shape and M bucket by ``tuning.pick`` (outside CUDA-graph capture; ``NVFP4_TRITON_GEMV``
+  narrows the choice);
 * ``M >= CUBLAS_MIN_M`` with one alpha for every row: cuBLAS over a transient exact
   fp16/bf16 copy of the weight (alpha in the GEMM epilogue, one rounding, then bias;
   ``launch_cublas.py``, whose ``NVFP4_TRITON_CUBLAS_CHUNKS`` shrinks that copy);
@@ -53,7 +55,10 @@ logger = logging.getLogger("nvfp4")
 
 SPLITK_M_MAX = 128  # the heuristic split-K tensor-core path serves M up to this
 GEMV_M_MAX = 4  # the CUDA-core path (kernels/gemv.py) is offered up to this M
-GEMV_ENV = "NVFP4_TRITON_GEMV"  # "auto" (time both once per shape), "always", "never"
+# "auto" (time every small-M candidate once per shape), "always" (kernels/gemv.py),
+# "half2" (only the half2-decode GEMV's tiles, timed), "never" (no CUDA-core GEMV)
+GEMV_ENV = "NVFP4_TRITON_GEMV"
+GEMV_MODES = ("auto", "always", "half2", "never")
 _SMALL_PATH_CHOICE: dict = {}
 # Above this M (and with one alpha for all rows) the GEMM runs on cuBLAS over a transient
 # exact fp16/bf16 copy of the weight: compute-bound there, and cuBLAS is faster.
@@ -348,7 +353,8 @@ def small_m_candidates(m: int, with_gemv: bool) -> list[dict]:
     runs asynchronously, one per K step (6.7-8 SASS instructions per weight element in the
     compiled sm_90 loop); then the swap-AB tiles of ``small_m_config`` (weight as the
     register operand: 16 wgmma per K step, each waited for; 12.5 instructions per element),
-    and, for M <= ``GEMV_M_MAX``, the CUDA-core GEMV."""
+    and, for M <= ``GEMV_M_MAX``, the CUDA-core GEMVs: the half2-decode tiles of
+    ``launch_gemv_half2`` and the older ``kernels/gemv.py``."""
     bm = min(_pow2_at_least(m, 16), 128)
     if bm <= 32:
         tiles = [(bm, 64, 256, 4, 3), (bm, 128, 128, 4, 3)]
@@ -365,6 +371,9 @@ def small_m_candidates(m: int, with_gemv: bool) -> list[dict]:
              for bm_, bn, bk, w, st in tiles]
     cands.append(dict(W_AS_B=False))
     if with_gemv:
+        from .launch_gemv_half2 import candidates as half2_candidates  # imports this module: lazily
+
+        cands += half2_candidates(m)
         cands.append(dict(PATH="gemv"))
     return cands
 
@@ -377,14 +386,22 @@ def _small_gemm(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, confi
     n = w_packed.shape[0]
     if config is not None:
         return gemm(a, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, op_dtype, config)
-    mode = env.choice(GEMV_ENV, "auto", ("auto", "always", "never"))
+    mode = env.choice(GEMV_ENV, "auto", GEMV_MODES)
 
     def run(cand):
         if cand.get("PATH") == "gemv":
             return gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, gemv_config(m, n, k, a.device))
+        if cand.get("PATH") == "gemv_half2":
+            from .launch_gemv_half2 import gemv_half2
+
+            return gemv_half2(a, w_packed, w_scale_u8, alpha, bias, out_dtype, cand)
         return gemm(a, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, op_dtype, cand)
 
-    if mode == "always" or interpreting() or a.device.type != "cuda":
+    if mode == "always" or interpreting() or a.device.type != "cuda":  # nothing to time: a fixed path
+        if mode == "half2" and m <= GEMV_M_MAX:
+            from .launch_gemv_half2 import candidates as half2_candidates
+
+            return run(half2_candidates(m)[0])
         if gemv_config(m, n, k, a.device) is not None:
             return run({"PATH": "gemv"})
     key = (_pow2_at_least(m, 1) if m <= GEMV_M_MAX else min(_pow2_at_least(m, 16), 128), n, k, a.dtype,
@@ -392,6 +409,10 @@ def _small_gemm(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, confi
     choice = tuning.cached(_SMALL_PATH_CHOICE, key)  # the candidate list is only built on a miss
     if choice is None:
         cands = small_m_candidates(m, gemv_config(m, n, k, a.device) is not None and mode == "auto")
+        if mode == "half2" and m <= GEMV_M_MAX:
+            from .launch_gemv_half2 import candidates as half2_candidates
+
+            cands = half2_candidates(m)
         if interpreting():
             return run(cands[0])
         choice = tuning.pick(_SMALL_PATH_CHOICE, key, cands, run, a.device, "small-M GEMM")

@@ -1,0 +1,86 @@
+"""Launcher of the half2-decode GEMV (``kernels/gemv_half2.py``): M <= 4, dense fp16/bf16 operand.
+
+It serves the small-M GEMM of ``launch.py`` (W4A16 reads ``x``; the W4A4 float path reads
+the activation kernel's exact operand) as one more set of candidates for the once-per-shape
+tuner (``launch.small_m_candidates``): each candidate is a tile and a split-K target of
+about ``WAVES`` programs per SM, the split-K partials reduced inside the kernel (one
+launch per call; the counters are the integer-dot kernel's, one buffer per stream).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..kernels.gemv_half2 import gemv_half2_kernel, gemv_half2_kernel_interpreted
+from . import fast_launch, launch
+
+GEMV_HALF2_M_MAX = 4
+PATH = "gemv_half2"
+# The tiles timed per shape (the tuner keeps the fastest). SASS of the K loop on sm_90
+# (benchmarks/sass_loop_stats.py, bf16, one activation row): 6.4-6.9 instructions per
+# weight element for these tiles, against 9.8 for kernels/gemv.py; two rows 8.5-10 (13.2).
+# Small tiles of 2 warps and many programs per SM, and one cp.async-pipelined tile.
+TILES = (
+    dict(BLOCK_N=64, BLOCK_K=256, num_warps=4, WAVES=8, NUM_STAGES=1),
+    dict(BLOCK_N=16, BLOCK_K=512, num_warps=2, WAVES=16, NUM_STAGES=1),
+    dict(BLOCK_N=32, BLOCK_K=256, num_warps=2, WAVES=16, NUM_STAGES=1),
+    dict(BLOCK_N=128, BLOCK_K=128, num_warps=4, WAVES=8, NUM_STAGES=2),
+)
+
+
+def candidates(m: int) -> list[dict]:
+    """The tuner candidates of this path for M rows (none above ``GEMV_HALF2_M_MAX``)."""
+    if not 0 < m <= GEMV_HALF2_M_MAX:
+        return []
+    return [dict(PATH=PATH, **tile) for tile in TILES]
+
+
+def _rows(m: int) -> int:
+    return 1 if m == 1 else (2 if m == 2 else 4)
+
+
+def config(m: int, n: int, k: int, device: torch.device, tile: dict) -> dict:
+    """The launch configuration of ``tile`` for this shape: split-K of about ``WAVES``
+    programs per SM, every split a whole number of K tiles, no empty split."""
+    cfg = {key: tile[key] for key in ("BLOCK_N", "BLOCK_K", "num_warps", "WAVES", "NUM_STAGES")}
+    if launch.interpreting():
+        cfg.update(BLOCK_N=min(cfg["BLOCK_N"], 32), BLOCK_K=64, NUM_STAGES=1)
+    k_tiles = launch.cdiv(k, cfg["BLOCK_K"])
+    n_tiles = launch.cdiv(n, cfg["BLOCK_N"])
+    split = tile.get("SPLIT_K") or launch.cdiv(cfg["WAVES"] * launch.num_sms(device), n_tiles)
+    split = max(1, min(split, k_tiles))
+    tiles_per_split = launch.cdiv(k_tiles, split)
+    cfg["SPLIT_K"] = launch.cdiv(k_tiles, tiles_per_split)
+    cfg["TILES_PER_SPLIT"] = tiles_per_split
+    cfg["EVEN_K"] = k % cfg["BLOCK_K"] == 0 and k_tiles % tiles_per_split == 0
+    cfg["ROWS"] = _rows(m)
+    return cfg
+
+
+def gemv_half2(a, w_packed, w_scale_u8, alpha, bias, out_dtype, tile: dict) -> torch.Tensor:
+    """``alpha * (a @ dequant(W)^T)`` (+ bias) for a dense fp16/bf16 ``a[M, K]``, M <= 4."""
+    from .launch_dp4a import _counters  # the same self-resetting per-stream counters
+
+    m, k = a.shape
+    n = w_packed.shape[0]
+    if not 0 < m <= GEMV_HALF2_M_MAX:
+        raise ValueError(f"gemv_half2: M = {m} is outside 1..{GEMV_HALF2_M_MAX}")
+    if a.stride(1) != 1:
+        a = a.contiguous()
+    cfg = config(m, n, k, a.device, tile)
+    out = torch.empty((m, n), dtype=out_dtype, device=a.device)
+    split = cfg["SPLIT_K"]
+    n_tiles = launch.cdiv(n, cfg["BLOCK_N"])
+    partial = torch.empty((split, cfg["ROWS"], n), dtype=torch.float32, device=a.device) if split > 1 else out
+    counters = _counters(a.device, n_tiles) if split > 1 else alpha
+    has_bias = bias is not None
+    kernel = gemv_half2_kernel_interpreted if launch.interpreting() else gemv_half2_kernel
+    fast_launch.launch(
+        kernel, (n_tiles, split), a, w_packed, w_scale_u8, alpha, bias if has_bias else alpha, out, partial, counters,
+        m, n, k, a.stride(0), k // 2, k // 16, cfg["TILES_PER_SPLIT"], split,
+        ROWS=cfg["ROWS"], HAS_BIAS=has_bias, USE_ASM=launch.use_asm_decode(a.device), INTERPRET=launch.interpreting(),
+        EVEN_K=cfg["EVEN_K"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"], NUM_STAGES=cfg["NUM_STAGES"],
+        num_warps=cfg["num_warps"], **launch.pdl_options(a.device),
+    )
+    launch.KERNEL_LAUNCHES[PATH] += 1
+    return out

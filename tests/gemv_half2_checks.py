@@ -1,0 +1,95 @@
+"""Checks of the half2-decode GEMV (``kernels/gemv_half2.py``), shared by the interpreter cases
+(``triton_gemv_half2_cases.py``) and the GPU tests (``gpu/test_gemv_half2_gpu.py``).
+
+* ``decode_words``: the kernel's word decoder alone, on any words and scale bytes, so that
+  every FP4 code at every nibble position and every E4M3 scale byte can be compared with the
+  reference values (``decode_reference``); on the GPU the PTX decoder runs too and must be
+  bit-identical to the portable one;
+* ``special_weight``: a packed weight holding every code and the extreme scale bytes;
+* ``check_gemv``: one call of one tile against the exact float64 result (the fp32-summation
+  bound of ``triton_exactness.py``), NaN where the reference has NaN.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from triton_exactness import assert_close_to_exact
+
+from nvfp4.kernels.gemv_half2 import _decode_word_asm, _decode_word_portable
+from nvfp4.numerics.formats import e2m1_decode
+from nvfp4.ops import launch_gemv_half2
+
+# The kernel returns the 8 values of a word in this element order.
+ORDER = (0, 4, 1, 5, 2, 6, 3, 7)
+
+
+@triton.jit
+def _decode_kernel(words_ptr, scale_ptr, out_ptr, N, USE_ASM: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    words = tl.load(words_ptr + offs, mask=mask, other=0)
+    scale_bytes = tl.load(scale_ptr + offs, mask=mask, other=0).to(tl.int32)
+    if USE_ASM:
+        d = _decode_word_asm(words, scale_bytes)
+    else:
+        d = _decode_word_portable(words, scale_bytes)
+    for i in tl.static_range(8):
+        tl.store(out_ptr + offs * 8 + i, d[i], mask=mask)
+
+
+def decode_words(words: torch.Tensor, scale_bytes: torch.Tensor, use_asm: bool) -> torch.Tensor:
+    """``[n]`` int32 words + ``[n]`` uint8 scale bytes -> ``[n, 8]`` fp32 in ``ORDER``."""
+    n = words.numel()
+    out = torch.empty((n, 8), dtype=torch.float32, device=words.device)
+    _decode_kernel[(triton.cdiv(n, 128),)](words, scale_bytes, out, n, USE_ASM=use_asm, BLOCK=128)
+    return out
+
+
+def decode_reference(words: torch.Tensor, scale_bytes: torch.Tensor) -> torch.Tensor:
+    """What the decoders must return: ``e2m1(code) * s / 128`` in fp32 (exact), in ``ORDER``."""
+    w = words.cpu().to(torch.int64) & 0xFFFFFFFF
+    codes = torch.stack([(w >> (4 * e)) & 0xF for e in ORDER], dim=1).to(torch.uint8)
+    s = scale_bytes.cpu().view(torch.float8_e4m3fn).float()
+    return e2m1_decode(codes).float() * s[:, None] / 128.0
+
+
+def every_word_and_scale(device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every code at every nibble position (words ``0x11111111 * c`` and a walking pattern),
+    random words, each with every scale byte 0..255 (NaN bytes included)."""
+    g = torch.Generator().manual_seed(3)
+    walk = [sum(((c + e) % 16) << (4 * e) for e in range(8)) for c in range(16)]
+    base = [0x11111111 * c for c in range(16)] + walk
+    base += torch.randint(0, 2**32, (32,), generator=g, dtype=torch.int64).tolist()
+    words = torch.tensor([b - 2**32 if b >= 2**31 else b for b in base], dtype=torch.int64)
+    words = words.repeat_interleave(256).to(torch.int32)
+    scales = torch.arange(256, dtype=torch.int32).repeat(len(base)).to(torch.uint8)
+    return words.to(device), scales.to(device)
+
+
+def special_weight(n: int, k: int, seed: int):
+    """A packed NVFP4 weight ``[n, k]`` with random codes (every code, -0 included) and random
+    scale bytes, plus rows of the extreme scales: subnormal 0x01, 0x07, max 0x7E, zero."""
+    g = torch.Generator().manual_seed(seed)
+    packed = torch.randint(0, 256, (n, k // 2), generator=g, dtype=torch.int32).to(torch.uint8)
+    scale = torch.randint(0x08, 0x60, (n, k // 16), generator=g, dtype=torch.int32).to(torch.uint8)
+    for row, byte in zip(range(min(n, 4)), (0x01, 0x07, 0x7E, 0x00)):
+        scale[row] = byte
+    return packed, scale.view(torch.float8_e4m3fn)
+
+
+def check_gemv(a, w_packed, w_scale, alpha, bias, out_dtype, tile, label=""):
+    """One half2-GEMV call against the exact result; rows whose scales hold a NaN byte must
+    come out NaN (as the reference's), every other output within the exact bound."""
+    out = launch_gemv_half2.gemv_half2(a, w_packed, w_scale.view(torch.uint8), alpha, bias, out_dtype, tile)
+    assert out.dtype == out_dtype and out.shape == (a.shape[0], w_packed.shape[0]), label
+    nan_rows = (w_scale.view(torch.uint8) & 0x7F == 0x7F).any(dim=1)
+    if bool(nan_rows.any()):
+        assert bool(torch.isnan(out[:, nan_rows]).all()), f"{label}: NaN scale rows must give NaN"
+        keep = ~nan_rows
+        out, w_packed, w_scale, alpha = out[:, keep], w_packed[keep], w_scale[keep], alpha[keep]
+        bias = None if bias is None else bias[keep]
+    assert_close_to_exact(out.cpu(), a.float().cpu(), w_packed.cpu(), w_scale.cpu(), alpha.cpu(),
+                          None if bias is None else bias.cpu(), label)
+    return out
