@@ -20,8 +20,10 @@ element (the CUDA-core GEMV is bound by instruction issue, not by the weight str
   reduced in the kernel** by the last program of each N tile (``atomic_add`` ticket, as in
   ``gemv_dp4a.py``): one launch per linear.
 
-About 4.4 SASS-level operations per weight element at M = 1 (decode 2.4, convert 1, FMA 1),
-plus one FMA per element for each further activation row.
+The compiled sm_90 K loop (``benchmarks/sass_loop_stats.py``, bf16, the launcher's tiles)
+takes 6.6-7.0 instructions per weight element at M = 1 (``gemv.py``: 9.8) and 8.5-10 at
+M = 2 (13.2): per element about 2 for the decode, 1 for the fp16 -> fp32 conversion, 1 FMA
+per activation row, the rest addresses, activation loads and the scale.
 
 Range: the products are scaled by 2^-7 before the fp32 sum, so a product ``|a * w|`` below
 2^-119 (possible only for bf16 activations under ~2^-109) is rounded as an fp32 subnormal,
@@ -44,17 +46,19 @@ def _decode_word_asm(words, scale_bytes):
     """One int32 word (8 FP4 codes) and its E4M3 block-scale byte (int32) -> the 8 exact fp32
     values ``e2m1 * s * 2^-7`` in the order e0, e4, e1, e5, e2, e6, e3, e7.
 
-    The scale: ``(b & 0x7F) << 7`` is the fp16 ``s * 2^-8`` (E4M3 subnormals land on fp16
-    subnormals), put in both halves by one multiply by ``2^7 + 2^23``, then times ``2^15``:
-    ``s * 2^7``; byte 0x7F (NaN) gives the fp16 NaN."""
+    The scale: ``(b & 0x7F) << 7`` is the fp16 ``|s| * 2^-8`` (E4M3 subnormals land on fp16
+    subnormals), put in both halves by one multiply by ``2^7 + 2^23``, the sign bit added to
+    both by one multiply-add, then times ``2^15``: ``s * 2^7``; bytes 0x7F / 0xFF (NaN) give the
+    fp16 NaN. (Quantizers write non-negative scales; any byte decodes as the reference does.)"""
     return tl.inline_asm_elementwise(
         asm="""
         {
-        .reg .b32 m, s, h, t, c, two15;
+        .reg .b32 m, s, h, t, c, two15, sgn;
         .reg .b16 lo, hi;
         .reg .pred nan;
         mov.b32 two15, 0x78007800;
-        and.b32 t, $9, 0x7F; mul.lo.u32 c, t, 0x00800080; mul.rn.f16x2 c, c, two15;
+        and.b32 t, $9, 0x7F; and.b32 sgn, $9, 0x80; mul.lo.u32 c, t, 0x00800080; mad.lo.u32 c, sgn, 0x01000100, c;
+        mul.rn.f16x2 c, c, two15;
         setp.eq.u32 nan, t, 0x7F; selp.b32 c, 0x7E007E00, c, nan;
         shl.b32 m, $8, 9;  and.b32 m, m, 0x0E000E00; shl.b32 s, $8, 12; and.b32 s, s, 0x80008000; or.b32 h, m, s;
         mul.rn.f16x2 h, h, c; mov.b32 {lo, hi}, h; cvt.f32.f16 $0, lo; cvt.f32.f16 $1, hi;

@@ -17,7 +17,7 @@ from . import fast_launch, launch
 GEMV_HALF2_M_MAX = 4
 PATH = "gemv_half2"
 # The tiles timed per shape (the tuner keeps the fastest). SASS of the K loop on sm_90
-# (benchmarks/sass_loop_stats.py, bf16, one activation row): 6.4-6.9 instructions per
+# (benchmarks/sass_loop_stats.py, bf16, one activation row): 6.6-7.0 instructions per
 # weight element for these tiles, against 9.8 for kernels/gemv.py; two rows 8.5-10 (13.2).
 # Small tiles of 2 warps and many programs per SM, and one cp.async-pipelined tile.
 TILES = (
