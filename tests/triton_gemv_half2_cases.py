@@ -74,7 +74,10 @@ def test_gemv_half2_special_values(dtype):
     check_gemv(x, wp, ws, alpha, torch.randn(n).to(dtype), dtype, dict(TILE, SPLIT_K=2), f"special {dtype}")
 
 
-def test_small_m_candidates_offer_the_half2_tiles_up_to_m4():
+def test_small_m_candidates_offer_the_half2_tiles_up_to_m4(monkeypatch):
+    monkeypatch.setenv(launch_gemv_half2.TUNER_ENV, "off")
+    assert not any(c.get("PATH") == "gemv_half2" for c in launch.small_m_candidates(1, True))
+    monkeypatch.setenv(launch_gemv_half2.TUNER_ENV, "on")
     for m in (1, 2, 3, 4):
         paths = [c.get("PATH") for c in launch.small_m_candidates(m, True)]
         assert paths.count("gemv_half2") == len(launch_gemv_half2.TILES) and "gemv" in paths

@@ -135,11 +135,12 @@ def test_w4a4_matches_exact(dtype, n, k):
 
 @pytest.mark.parametrize("n,k", [(4096, 4096), (1000, 2048), (6144, 432)])
 @pytest.mark.parametrize("m", [2, 5, 16, 33, 64, 100, 128])
-def test_every_small_m_candidate_matches_exact(m, n, k):
+def test_every_small_m_candidate_matches_exact(m, n, k, monkeypatch):
     """Each configuration the small-M tuner can pick (both MMA operand orientations, the
     CUDA-core GEMVs at M <= 4), W4A4 (fp16 operand) and W4A16 (bf16), then the tuned choice."""
-    from nvfp4.ops import launch
+    from nvfp4.ops import launch, launch_gemv_half2
 
+    monkeypatch.setenv(launch_gemv_half2.TUNER_ENV, "on")  # its tiles too, whatever the default
     wp, ws, gw = _weights(n, k, seed=m)
     x = (torch.randn(m, k, device=DEV) * 2).to(torch.bfloat16)
     gx = _gx(x)

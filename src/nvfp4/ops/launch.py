@@ -371,9 +371,10 @@ def small_m_candidates(m: int, with_gemv: bool) -> list[dict]:
              for bm_, bn, bk, w, st in tiles]
     cands.append(dict(W_AS_B=False))
     if with_gemv:
-        from .launch_gemv_half2 import candidates as half2_candidates  # imports this module: lazily
+        from . import launch_gemv_half2  # imports this module: lazily
 
-        cands += half2_candidates(m)
+        if launch_gemv_half2.offered_to_tuner():
+            cands += launch_gemv_half2.candidates(m)
         cands.append(dict(PATH="gemv"))
     return cands
 
