@@ -187,6 +187,20 @@ def _pow2_at_least(v: int, lo: int) -> int:
     return max(lo, next_power_of_2(max(v, 1)))
 
 
+def waves_split_k(k: int, n: int, block_k: int, block_n: int, waves: int, device: torch.device,
+                  split: int | None = None) -> dict:
+    """Split-K of about ``waves`` programs per SM over ``cdiv(n, block_n)`` N tiles (or
+    ``split`` when given), every split a whole number of K tiles and none empty:
+    ``SPLIT_K``, ``TILES_PER_SPLIT`` and ``EVEN_K`` (no K masking needed). For the decode
+    kernels that reduce their split-K partials themselves (integer-dot and half2 GEMVs)."""
+    k_tiles = cdiv(k, block_k)
+    split = split or cdiv(waves * num_sms(device), cdiv(n, block_n))
+    split = max(1, min(split, k_tiles))
+    tiles_per_split = cdiv(k_tiles, split)
+    return dict(SPLIT_K=cdiv(k_tiles, tiles_per_split), TILES_PER_SPLIT=tiles_per_split,
+                EVEN_K=k % block_k == 0 and k_tiles % tiles_per_split == 0)
+
+
 def small_m_config(m: int, n: int, k: int, device: torch.device, override: dict | None = None) -> dict:
     """Fixed tiles for the decode path; split-K sized for ~2 waves over the SMs."""
     # From benchmarks/tune_small_m.py on an H100 (8B o_proj, M = 1..64): BLOCK_N=64,

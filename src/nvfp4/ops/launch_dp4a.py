@@ -106,14 +106,7 @@ def dp4a_config(m: int, n: int, k: int, device: torch.device, override: dict | N
         cfg = {**candidates(m)[0], **(override or {})}
     if launch.interpreting():
         cfg.update(BLOCK_N=min(cfg["BLOCK_N"], 32), BLOCK_K=64, NUM_STAGES=1)
-    k_tiles = launch.cdiv(k, cfg["BLOCK_K"])
-    n_tiles = launch.cdiv(n, cfg["BLOCK_N"])
-    split = cfg.get("SPLIT_K") or launch.cdiv(cfg["WAVES"] * launch.num_sms(device), n_tiles)
-    split = max(1, min(split, k_tiles))
-    tiles_per_split = launch.cdiv(k_tiles, split)
-    cfg["SPLIT_K"] = launch.cdiv(k_tiles, tiles_per_split)  # no empty split
-    cfg["TILES_PER_SPLIT"] = tiles_per_split
-    cfg["EVEN_K"] = k % cfg["BLOCK_K"] == 0 and k_tiles % tiles_per_split == 0
+    cfg.update(launch.waves_split_k(k, n, cfg["BLOCK_K"], cfg["BLOCK_N"], cfg["WAVES"], device, cfg.get("SPLIT_K")))
     cfg["ROWS"] = _rows(m)
     return cfg
 

@@ -50,19 +50,11 @@ def _rows(m: int) -> int:
 
 
 def config(m: int, n: int, k: int, device: torch.device, tile: dict) -> dict:
-    """The launch configuration of ``tile`` for this shape: split-K of about ``WAVES``
-    programs per SM, every split a whole number of K tiles, no empty split."""
+    """The launch configuration of ``tile`` for this shape (``launch.waves_split_k``)."""
     cfg = {key: tile[key] for key in ("BLOCK_N", "BLOCK_K", "num_warps", "WAVES", "NUM_STAGES")}
     if launch.interpreting():
         cfg.update(BLOCK_N=min(cfg["BLOCK_N"], 32), BLOCK_K=64, NUM_STAGES=1)
-    k_tiles = launch.cdiv(k, cfg["BLOCK_K"])
-    n_tiles = launch.cdiv(n, cfg["BLOCK_N"])
-    split = tile.get("SPLIT_K") or launch.cdiv(cfg["WAVES"] * launch.num_sms(device), n_tiles)
-    split = max(1, min(split, k_tiles))
-    tiles_per_split = launch.cdiv(k_tiles, split)
-    cfg["SPLIT_K"] = launch.cdiv(k_tiles, tiles_per_split)
-    cfg["TILES_PER_SPLIT"] = tiles_per_split
-    cfg["EVEN_K"] = k % cfg["BLOCK_K"] == 0 and k_tiles % tiles_per_split == 0
+    cfg.update(launch.waves_split_k(k, n, cfg["BLOCK_K"], cfg["BLOCK_N"], cfg["WAVES"], device, tile.get("SPLIT_K")))
     cfg["ROWS"] = _rows(m)
     return cfg
 
