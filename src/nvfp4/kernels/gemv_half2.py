@@ -21,7 +21,7 @@ element (the CUDA-core GEMV is bound by instruction issue, not by the weight str
   ``gemv_dp4a.py``): one launch per linear.
 
 The compiled sm_90 K loop (``benchmarks/sass_loop_stats.py``, bf16, the launcher's tiles)
-takes 6.6-7.0 instructions per weight element at M = 1 (``gemv.py``: 9.8) and 8.5-10 at
+takes 6.0-7.0 instructions per weight element at M = 1 (``gemv.py``: 9.8) and 7.9-10.2 at
 M = 2 (13.2): per element about 2 for the decode, 1 for the fp16 -> fp32 conversion, 1 FMA
 per activation row, the rest addresses, activation loads and the scale.
 

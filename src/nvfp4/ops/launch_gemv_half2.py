@@ -27,14 +27,17 @@ TUNER_DEFAULT = False
 def offered_to_tuner() -> bool:
     return env.switch(TUNER_ENV, TUNER_DEFAULT)
 # The tiles timed per shape (the tuner keeps the fastest). SASS of the K loop on sm_90
-# (benchmarks/sass_loop_stats.py, bf16, one activation row): 6.6-7.0 instructions per
-# weight element for these tiles, against 9.8 for kernels/gemv.py; two rows 8.5-10 (13.2).
-# Small tiles of 2 warps and many programs per SM, and one cp.async-pipelined tile.
+# (benchmarks/sass_loop_stats.py, bf16): 6.0-7.0 instructions per weight element at one
+# activation row (kernels/gemv.py: 9.8), 7.9-10 at two (13.2), 12.3-18.5 at four (22.4).
+# Narrow K steps give each thread several weight rows of the same columns, so the activation
+# is loaded and converted once for them (the 64-wide tiles: 6.0-6.2 at one row, 7.9-8.3 at
+# two); the wide ones stream longer contiguous runs of each row.
 TILES = (
-    dict(BLOCK_N=64, BLOCK_K=256, num_warps=4, WAVES=8, NUM_STAGES=1),
+    dict(BLOCK_N=128, BLOCK_K=64, num_warps=2, WAVES=16, NUM_STAGES=1),
+    dict(BLOCK_N=256, BLOCK_K=64, num_warps=4, WAVES=8, NUM_STAGES=1),
+    dict(BLOCK_N=64, BLOCK_K=64, num_warps=1, WAVES=32, NUM_STAGES=1),
     dict(BLOCK_N=16, BLOCK_K=512, num_warps=2, WAVES=16, NUM_STAGES=1),
-    dict(BLOCK_N=32, BLOCK_K=256, num_warps=2, WAVES=16, NUM_STAGES=1),
-    dict(BLOCK_N=128, BLOCK_K=128, num_warps=4, WAVES=8, NUM_STAGES=2),
+    dict(BLOCK_N=64, BLOCK_K=256, num_warps=4, WAVES=8, NUM_STAGES=1),
 )
 
 
