@@ -20,10 +20,13 @@ element (the CUDA-core GEMV is bound by instruction issue, not by the weight str
   reduced in the kernel** by the last program of each N tile (``atomic_add`` ticket, as in
   ``gemv_dp4a.py``): one launch per linear.
 
-The compiled sm_90 K loop (``benchmarks/sass_loop_stats.py``, bf16, the launcher's tiles)
-takes 6.0-7.0 instructions per weight element at M = 1 (``gemv.py``: 9.8) and 7.9-10.2 at
-M = 2 (13.2): per element about 2 for the decode, 1 for the fp16 -> fp32 conversion, 1 FMA
-per activation row, the rest addresses, activation loads and the scale.
+The compiled sm_90 K loop (``benchmarks/sass_loop_stats.py``, bf16) takes 6.0-6.8
+instructions per weight element at M = 1 (``gemv.py``: 9.8; the tensor-core path ~7.5-8):
+about 2 for the decode, 1 for the fp16 -> fp32 conversion, 1 FMA per activation row, the
+rest addresses, activation loads and the scale. Measured on an H100 it is nevertheless not
+faster than the tensor-core path (docs/performance.md, "the half2-decode GEMV": the weight
+stream's bytes in flight, not instruction issue, limit it), so the tuner offers it only on
+request (``ops/launch_gemv_half2.py``).
 
 Range: the products are scaled by 2^-7 before the fp32 sum, so a product ``|a * w|`` below
 2^-119 (possible only for bf16 activations under ~2^-109) is rounded as an fp32 subnormal,

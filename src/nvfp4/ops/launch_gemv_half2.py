@@ -18,26 +18,29 @@ from . import fast_launch, launch
 GEMV_HALF2_M_MAX = 4
 PATH = "gemv_half2"
 # Whether the small-M tuner times these tiles (``NVFP4_TRITON_GEMV=half2`` forces them either
-# way). Off by default until its GPU tests have passed on the device (written 2026-12-07,
-# not yet run there: the interpreter cannot run the PTX decoder).
+# way). Off by default: on the H100 (2026-12-07) the tuner picked it for 1 of 8 Llama shapes
+# at M = 1 (8B `qkv`, 21.3 vs 23.0 us) and the benchmark did not move (W4A16 median 1.59x
+# bf16 with and without it); the tensor-core path stays faster on the large layers. Part of
+# its GPU tests ran there (the PTX decoder on every word and scale byte, every tile within
+# the exact bound at three shapes, bit-identical to the portable decoder); the rest did not
+# fit the device time.
 TUNER_ENV = "NVFP4_TRITON_GEMV_HALF2"
 TUNER_DEFAULT = False
 
 
 def offered_to_tuner() -> bool:
     return env.switch(TUNER_ENV, TUNER_DEFAULT)
-# The tiles timed per shape (the tuner keeps the fastest). SASS of the K loop on sm_90
-# (benchmarks/sass_loop_stats.py, bf16): 6.0-7.0 instructions per weight element at one
-# activation row (kernels/gemv.py: 9.8), 7.9-10 at two (13.2), 12.3-18.5 at four (22.4).
-# Narrow K steps give each thread several weight rows of the same columns, so the activation
-# is loaded and converted once for them (the 64-wide tiles: 6.0-6.2 at one row, 7.9-8.3 at
-# two); the wide ones stream longer contiguous runs of each row.
+# The tiles timed per shape (the tuner keeps the fastest), from an H100 sweep at M = 1
+# (benchmarks/results/raw/h100_half2_tile_sweep_m1.log; tuner times, L2 flushed, 70B
+# `gate_up` bf16): 8 x 1024 on one warp 182 us, 16 x 1024 on two 230, 16 x 512 pipelined 300,
+# 32 x 512 350, 64 x 512 on eight warps 561; the 64-wide K steps that had the fewest SASS
+# instructions per element (6.0-6.2) were slower still (260-282, H100 run
+# raw/h100_bench_m1_half2_on.log): few, long row runs per thread stream best. The
+# tensor-core path took 171 us there (docs/performance.md, "the half2-decode GEMV").
 TILES = (
-    dict(BLOCK_N=128, BLOCK_K=64, num_warps=2, WAVES=16, NUM_STAGES=1),
-    dict(BLOCK_N=256, BLOCK_K=64, num_warps=4, WAVES=8, NUM_STAGES=1),
-    dict(BLOCK_N=64, BLOCK_K=64, num_warps=1, WAVES=32, NUM_STAGES=1),
-    dict(BLOCK_N=16, BLOCK_K=512, num_warps=2, WAVES=16, NUM_STAGES=1),
-    dict(BLOCK_N=64, BLOCK_K=256, num_warps=4, WAVES=8, NUM_STAGES=1),
+    dict(BLOCK_N=8, BLOCK_K=1024, num_warps=1, WAVES=32, NUM_STAGES=1),
+    dict(BLOCK_N=16, BLOCK_K=1024, num_warps=2, WAVES=16, NUM_STAGES=1),
+    dict(BLOCK_N=16, BLOCK_K=512, num_warps=2, WAVES=16, NUM_STAGES=3),
 )
 
 
