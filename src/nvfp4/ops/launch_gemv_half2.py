@@ -29,7 +29,10 @@ TUNER_DEFAULT = False
 
 
 def offered_to_tuner() -> bool:
+    """Read when a shape is first tuned (the choice is then cached for that shape)."""
     return env.switch(TUNER_ENV, TUNER_DEFAULT)
+
+
 # The tiles timed per shape (the tuner keeps the fastest), from an H100 sweep at M = 1
 # (benchmarks/results/raw/h100_half2_tile_sweep_m1.log; tuner times, L2 flushed, 70B
 # `gate_up` bf16): 8 x 1024 on one warp 182 us, 16 x 1024 on two 230, 16 x 512 pipelined 300,
