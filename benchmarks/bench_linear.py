@@ -110,10 +110,10 @@ def run(args) -> None:
     import triton
 
     import nvfp4.ops  # noqa: F401  (registers torch.ops.nvfp4)
-
-    print(f"nvfp4 package: {os.path.dirname(nvfp4.ops.__file__)}", flush=True)
     from nvfp4.backends.reference import ReferenceBackend
     from nvfp4.numerics import quantize_weight
+
+    print(f"nvfp4 package: {os.path.dirname(nvfp4.ops.__file__)}", flush=True)  # which copy was timed
 
     device = torch.device("cuda")
     meta = dict(
@@ -411,8 +411,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    import importlib.util
-
-    if importlib.util.find_spec("nvfp4") is None:  # else: the package on PYTHONPATH (A/B runs of another copy)
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
     main()

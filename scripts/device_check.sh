@@ -15,7 +15,6 @@
 #                  EAGER_LAYERS decoder layers: bf16 vs NVFP4, eager graphs off / on)
 #       tp1:       the NCCL tensor-parallel selfcheck at world size 1 (scripts/tp_nccl_check.sh)
 #       half2tests: tests/gpu/test_gemv_half2_gpu.py, every small-M candidate, compile and CUDA graphs
-#       benchbase: bench_linear.py on the package under $BASE_SRC (default .base_src): A/B in one call
 # Writes logs and CSVs under $OUT (the device tool's output folder) or ./device_out.
 set -u -o pipefail
 OUT=${OUT:-device_out}
@@ -42,9 +41,6 @@ for step in $STEPS; do
     tests) timeout ${TEST_TIMEOUT:-240} python3 -m pytest -q -p no:cacheprovider tests/gpu -x 2>&1 | tee "$OUT/gpu_tests.log" | tail -25 ;;
     tune)  timeout ${TUNE_TIMEOUT:-150} python3 benchmarks/tune_small_m.py ${TUNE_ARGS:-} 2>&1 | tee "$OUT/tune.log" | grep -E "BEST|FAILED" ;;
     bench) timeout ${BENCH_TIMEOUT:-400} python3 benchmarks/bench_linear.py run --shapes "$SHAPES" ${MS:+--ms "$MS"} ${BENCH_ARGS:-} --out "$OUT/bench_$TAG.csv" 2>&1 | tee "$OUT/bench_$TAG.log" | tail -${BENCH_TAIL:-40} ;;
-    # benchbase: the same benchmark on another copy of the package (A/B in one call), e.g. the last
-    # commit's: mkdir -p .base_src && git archive HEAD src | tar -x -C .base_src, carried with the call
-    benchbase) PYTHONPATH=${BASE_SRC:-.base_src}/src timeout ${BENCH_TIMEOUT:-400} python3 benchmarks/bench_linear.py run --shapes "$SHAPES" ${MS:+--ms "$MS"} ${BENCH_ARGS:-} --out "$OUT/bench_base_$TAG.csv" 2>&1 | tee "$OUT/bench_base_$TAG.log" | tail -${BENCH_TAIL:-40} ;;
     half2tests) timeout ${HALF2_TEST_TIMEOUT:-240} python3 -m pytest -q --tb=short -p no:cacheprovider -m gpu tests/gpu/test_gemv_half2_gpu.py \
                  tests/gpu/test_triton_gpu.py -k "${HALF2_TEST_K:-half2 or small_m_candidate or torch_compile or cuda_graph}" \
                  2>&1 | tee "$OUT/half2_tests.log" | tail -25 ;;

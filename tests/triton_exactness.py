@@ -42,6 +42,11 @@ def exact_and_bound(a_unscaled, w_packed, w_scale, alpha, bias, out_dtype):
 
 def assert_close_to_exact(out, a_unscaled, w_packed, w_scale, alpha, bias=None, label=""):
     exact, bound = exact_and_bound(a_unscaled, w_packed, w_scale, alpha, bias, out.dtype)
+    assert_within(out, exact, bound, label)
+
+
+def assert_within(out, exact, bound, label=""):
+    """Every output within ``bound`` of ``exact`` (``exact_and_bound``); NaN never passes."""
     diff = (out.to(torch.float64) - exact).abs()
     bad = ~(diff <= bound)
     assert not bool(bad.any()), (

@@ -187,6 +187,12 @@ def _pow2_at_least(v: int, lo: int) -> int:
     return max(lo, next_power_of_2(max(v, 1)))
 
 
+def decode_rows(m: int) -> int:
+    """Activation rows a decode kernel (M <= 4) is compiled for: 1, 2 or 4 (rows past M read
+    zeros and are not stored), so M = 3 shares M = 4's compiled kernel."""
+    return 1 if m == 1 else (2 if m == 2 else 4)
+
+
 def waves_split_k(k: int, n: int, block_k: int, block_n: int, waves: int, device: torch.device,
                   split: int | None = None) -> dict:
     """Split-K of about ``waves`` programs per SM over ``cdiv(n, block_n)`` N tiles (or
@@ -323,7 +329,7 @@ def gemv_config(m: int, n: int, k: int, device: torch.device) -> dict | None:
     k_tiles = k // block_k
     target = max(1, min(k_tiles, 32, cdiv(2 * num_sms(device), cdiv(n, block_n))))
     split = max(d for d in range(1, target + 1) if k_tiles % d == 0)
-    return dict(BLOCK_N=block_n, BLOCK_K=block_k, SPLIT_K=split, ROWS=1 if m == 1 else (2 if m == 2 else 4))
+    return dict(BLOCK_N=block_n, BLOCK_K=block_k, SPLIT_K=split, ROWS=decode_rows(m))
 
 
 def gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, cfg) -> torch.Tensor:
@@ -412,23 +418,21 @@ def _small_gemm(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, confi
             return gemv_half2(a, w_packed, w_scale_u8, alpha, bias, out_dtype, cand)
         return gemm(a, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, op_dtype, cand)
 
-    if mode == "always" or interpreting() or a.device.type != "cuda":  # nothing to time: a fixed path
-        if mode == "half2" and m <= GEMV_M_MAX:
-            from .launch_gemv_half2 import candidates as half2_candidates
-
-            return run(half2_candidates(m)[0])
+    half2_only = mode == "half2" and m <= GEMV_M_MAX
+    if not half2_only and (mode == "always" or interpreting() or a.device.type != "cuda"):  # a fixed path
         if gemv_config(m, n, k, a.device) is not None:
             return run({"PATH": "gemv"})
     key = (_pow2_at_least(m, 1) if m <= GEMV_M_MAX else min(_pow2_at_least(m, 16), 128), n, k, a.dtype,
            str(op_dtype), out_dtype, mode, a.device.index)
     choice = tuning.cached(_SMALL_PATH_CHOICE, key)  # the candidate list is only built on a miss
     if choice is None:
-        cands = small_m_candidates(m, gemv_config(m, n, k, a.device) is not None and mode == "auto")
-        if mode == "half2" and m <= GEMV_M_MAX:
-            from .launch_gemv_half2 import candidates as half2_candidates
+        if half2_only:
+            from .launch_gemv_half2 import candidates as half2_candidates  # imports this module: lazily
 
             cands = half2_candidates(m)
-        if interpreting():
+        else:
+            cands = small_m_candidates(m, gemv_config(m, n, k, a.device) is not None and mode == "auto")
+        if interpreting() or a.device.type != "cuda":  # nothing to time: the first candidate
             return run(cands[0])
         choice = tuning.pick(_SMALL_PATH_CHOICE, key, cands, run, a.device, "small-M GEMM")
     return run(choice)

@@ -77,22 +77,18 @@ def dp4a_applies(m: int, device: torch.device) -> bool:
     return 0 < m <= DP4A_M_MAX and (device.type == "cuda" or launch.interpreting()) and dp4a_mode() != "off"
 
 
-def _rows(m: int) -> int:
-    return 1 if m == 1 else (2 if m == 2 else 4)
-
-
 def candidates(m: int) -> list[dict]:
     """The tile candidates for M rows, with ``NVFP4_TRITON_DP4A=fused/unfused`` applied
     (duplicates that the forced variant creates are dropped)."""
     mode = dp4a_mode()
     out = []
-    for cand in CANDIDATES[_rows(m)]:
+    for cand in CANDIDATES[launch.decode_rows(m)]:
         cand = dict(cand)
         if mode in ("fused", "unfused"):
             cand["FUSED_QUANT"] = mode == "fused"
         if cand not in out:
             out.append(cand)
-    if _rows(m) > 1 and mode == "auto":
+    if launch.decode_rows(m) > 1 and mode == "auto":
         out.append(dict(FLOAT_PATH))
     return out
 
@@ -107,7 +103,7 @@ def dp4a_config(m: int, n: int, k: int, device: torch.device, override: dict | N
     if launch.interpreting():
         cfg.update(BLOCK_N=min(cfg["BLOCK_N"], 32), BLOCK_K=64, NUM_STAGES=1)
     cfg.update(launch.waves_split_k(k, n, cfg["BLOCK_K"], cfg["BLOCK_N"], cfg["WAVES"], device, cfg.get("SPLIT_K")))
-    cfg["ROWS"] = _rows(m)
+    cfg["ROWS"] = launch.decode_rows(m)
     return cfg
 
 
@@ -161,6 +157,18 @@ def _counters(device: torch.device, n_tiles: int) -> torch.Tensor:
     return buf
 
 
+def split_k_scratch(cfg: dict, out: torch.Tensor, placeholder: torch.Tensor):
+    """``(N tiles, fp32 partials [SPLIT_K, ROWS, N], counters)`` for a decode kernel that
+    reduces its own split-K (this one and ``kernels/gemv_half2.py``); with one split both
+    buffers are unused and ``out`` / ``placeholder`` stand in for them."""
+    n = out.shape[1]
+    n_tiles = launch.cdiv(n, cfg["BLOCK_N"])
+    if cfg["SPLIT_K"] == 1:
+        return n_tiles, out, placeholder
+    partial = torch.empty((cfg["SPLIT_K"], cfg["ROWS"], n), dtype=torch.float32, device=out.device)
+    return n_tiles, partial, _counters(out.device, n_tiles)
+
+
 def linear_w4a4_dp4a(x, w_packed, w_scale, gx, alpha, bias, config: dict | None = None,
                      out_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Exact W4A4 linear for ``x[M, K]`` with M <= 4 on the integer-dot decode kernel; the
@@ -182,9 +190,7 @@ def linear_w4a4_dp4a(x, w_packed, w_scale, gx, alpha, bias, config: dict | None 
     else:
         xq, xs = launch.quantize_activation_int8(x, gx)
     split = cfg["SPLIT_K"]
-    n_tiles = launch.cdiv(n, cfg["BLOCK_N"])
-    partial = torch.empty((split, cfg["ROWS"], n), dtype=torch.float32, device=x.device) if split > 1 else out
-    counters = _counters(x.device, n_tiles) if split > 1 else alpha
+    n_tiles, partial, counters = split_k_scratch(cfg, out, alpha)
     has_bias = bias is not None
     kernel = gemv_dp4a_kernel_interpreted if launch.interpreting() else gemv_dp4a_kernel
     fast_launch.launch(

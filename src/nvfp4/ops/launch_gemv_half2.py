@@ -54,23 +54,19 @@ def candidates(m: int) -> list[dict]:
     return [dict(PATH=PATH, **tile) for tile in TILES]
 
 
-def _rows(m: int) -> int:
-    return 1 if m == 1 else (2 if m == 2 else 4)
-
-
 def config(m: int, n: int, k: int, device: torch.device, tile: dict) -> dict:
     """The launch configuration of ``tile`` for this shape (``launch.waves_split_k``)."""
     cfg = {key: tile[key] for key in ("BLOCK_N", "BLOCK_K", "num_warps", "WAVES", "NUM_STAGES")}
     if launch.interpreting():
         cfg.update(BLOCK_N=min(cfg["BLOCK_N"], 32), BLOCK_K=64, NUM_STAGES=1)
     cfg.update(launch.waves_split_k(k, n, cfg["BLOCK_K"], cfg["BLOCK_N"], cfg["WAVES"], device, tile.get("SPLIT_K")))
-    cfg["ROWS"] = _rows(m)
+    cfg["ROWS"] = launch.decode_rows(m)
     return cfg
 
 
 def gemv_half2(a, w_packed, w_scale_u8, alpha, bias, out_dtype, tile: dict) -> torch.Tensor:
     """``alpha * (a @ dequant(W)^T)`` (+ bias) for a dense fp16/bf16 ``a[M, K]``, M <= 4."""
-    from .launch_dp4a import _counters  # the same self-resetting per-stream counters
+    from .launch_dp4a import split_k_scratch  # the same self-resetting per-stream counters
 
     m, k = a.shape
     n = w_packed.shape[0]
@@ -81,9 +77,7 @@ def gemv_half2(a, w_packed, w_scale_u8, alpha, bias, out_dtype, tile: dict) -> t
     cfg = config(m, n, k, a.device, tile)
     out = torch.empty((m, n), dtype=out_dtype, device=a.device)
     split = cfg["SPLIT_K"]
-    n_tiles = launch.cdiv(n, cfg["BLOCK_N"])
-    partial = torch.empty((split, cfg["ROWS"], n), dtype=torch.float32, device=a.device) if split > 1 else out
-    counters = _counters(a.device, n_tiles) if split > 1 else alpha
+    n_tiles, partial, counters = split_k_scratch(cfg, out, alpha)
     has_bias = bias is not None
     kernel = gemv_half2_kernel_interpreted if launch.interpreting() else gemv_half2_kernel
     fast_launch.launch(
