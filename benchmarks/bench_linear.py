@@ -112,6 +112,7 @@ def run(args) -> None:
     import nvfp4.ops  # noqa: F401  (registers torch.ops.nvfp4)
     from nvfp4.backends.reference import ReferenceBackend
     from nvfp4.numerics import quantize_weight
+    from nvfp4.ops.launch import PAIRED_K_DEFAULT, PAIRED_K_ENV, SPLITK_M_MAX
 
     print(f"nvfp4 package: {os.path.dirname(nvfp4.ops.__file__)}", flush=True)  # which copy was timed
 
@@ -176,20 +177,30 @@ def run(args) -> None:
             r16 = emit(shape, n, k, m, "w4a16", t16)
             bf16_us = float(base["time_us"])
             extra = []
-            if args.pdl and m <= args.pdl_max_m:  # the same ops with programmatic dependent launch
-                os.environ["NVFP4_TRITON_PDL"] = "on"
+
+            def variant(env_name, suffix, impls, value="on"):  # the same ops with one setting changed
+                os.environ[env_name] = value
                 try:
-                    for impl, fn in (("w4a4", lambda c: ops.linear_w4a4(x, c[0], c[1], gx, alpha, None, alpha_s)),
-                                     ("w4a16", lambda c: ops.linear_w4a16(x, c[0], c[1], alpha16, None, alpha16_s))):
+                    for impl, fn in impls:
                         try:
                             t = _time([lambda c=c, fn=fn: fn(c) for c in fp4_copies], m, torch, triton)
                         except Exception as exc:  # an opt-in experiment must not cost the run
-                            print(f"{shape} M={m} {impl}_pdl failed: {exc}", flush=True)
+                            print(f"{shape} M={m} {impl}{suffix} failed: {exc}", flush=True)
                             torch.cuda.synchronize()
                             continue
-                        extra.append(emit(shape, n, k, m, impl + "_pdl", t, note="NVFP4_TRITON_PDL=on"))
+                        extra.append(emit(shape, n, k, m, impl + suffix, t, note=f"{env_name}={value}"))
                 finally:
-                    os.environ.pop("NVFP4_TRITON_PDL", None)
+                    os.environ.pop(env_name, None)
+
+            w4a4_fn = ("w4a4", lambda c: ops.linear_w4a4(x, c[0], c[1], gx, alpha, None, alpha_s))
+            w4a16_fn = ("w4a16", lambda c: ops.linear_w4a16(x, c[0], c[1], alpha16, None, alpha16_s))
+            if args.pdl and m <= args.pdl_max_m:
+                variant("NVFP4_TRITON_PDL", "_pdl", (w4a4_fn, w4a16_fn))
+            if args.paired_ab and m <= SPLITK_M_MAX:  # the paired decode's setting flipped
+                if PAIRED_K_DEFAULT:
+                    variant(PAIRED_K_ENV, "_natural", (w4a4_fn, w4a16_fn), "off")
+                else:
+                    variant(PAIRED_K_ENV, "_paired", (w4a4_fn, w4a16_fn))
             for r in (r4, r16, *extra):
                 r["speedup_vs_bf16"] = f"{bf16_us / float(r['time_us']):.2f}"
             if m in ref_ms and not args.no_ref:
@@ -395,6 +406,9 @@ def main(argv=None) -> None:
     r.add_argument("--pdl", action="store_true",
                    help="also time W4A4/W4A16 with NVFP4_TRITON_PDL=on (rows w4a4_pdl, w4a16_pdl; M <= --pdl-max-m)")
     r.add_argument("--pdl-max-m", type=int, default=128)
+    r.add_argument("--paired-ab", action="store_true",
+                   help="also time W4A4 and W4A16 with NVFP4_TRITON_PAIRED_K flipped from its default (rows "
+                        "w4a4_natural / w4a16_natural, or ..._paired; M <= 128)")
     r.add_argument("--log-tuner", action="store_true", help="log every tuner decision with each candidate's time")
     r.add_argument("--out", required=True)
     p = sub.add_parser("report", help="merge CSVs into markdown + PNG")

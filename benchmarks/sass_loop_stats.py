@@ -10,6 +10,8 @@ each, i.e. 128 thread-instructions per SM per cycle).
 
     python benchmarks/sass_loop_stats.py                  # both GEMVs at M = 1, 2, 4
     python benchmarks/sass_loop_stats.py --dump half2:1   # also print that loop's SASS
+    python benchmarks/sass_loop_stats.py --gemm           # the small-M tensor-core GEMM's candidates,
+                                                          # natural vs paired weight decode
 """
 
 from __future__ import annotations
@@ -100,10 +102,44 @@ def run(args) -> None:
                   f"half2:{rows}" in dump and i == 0)
 
 
+def run_gemm() -> None:
+    """Every tensor-core candidate of ``launch.small_m_candidates`` at M = 5, 32, 64, 128 (tiles
+    as ``small_m_config`` sizes them for 4096 x 4096), compiled with the natural-order decode
+    (``PAIRED_K`` 0) and both paired modes (1: permuted operand, 2: permuted in the kernel),
+    fp16 (W4A4's operand) and bf16 (W4A16 with bf16 x)."""
+    import torch
+    import triton.language as tl
+    from test_triton_compile import HOPPER, _ptrs, compile_for
+
+    from nvfp4.kernels.gemm import nvfp4_gemm_kernel
+    from nvfp4.ops.launch import small_m_candidates, small_m_config
+
+    print("instructions per weight element of the K loop; PAIRED_K = 0 (natural) / 1 (operand) / 2 (in kernel)")
+    for op in ("fp16", "bf16"):
+        for m in (5, 32, 64, 128):
+            for cand in small_m_candidates(m, False):
+                cfg = small_m_config(m, 4096, 4096, torch.device("cpu"), cand)
+                per_elem = []
+                for paired in (0, 1, 2):
+                    kernel = compile_for(HOPPER, nvfp4_gemm_kernel, _ptrs(a_ptr="*" + op, a_scale_ptr="*u8", gx_ptr="*fp32",
+                                                                          out_ptr="*bf16"), dict(
+                        A_MODE=0, HAS_BIAS=False, WRITE_PARTIAL=True, OP_DTYPE=tl.float16 if op == "fp16" else tl.bfloat16,
+                        USE_ASM=True, INTERPRET=False, EVEN_K=True, BLOCK_N=cfg["BLOCK_N"], BLOCK_M=cfg["BLOCK_M"],
+                        BLOCK_K=cfg["BLOCK_K"], W_AS_B=cfg["W_AS_B"], PAIRED_K=paired,
+                    ), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+                    loop = main_loop(sass_of(kernel))
+                    per_elem.append(len(loop) * 32 * cfg["num_warps"] / (cfg["BLOCK_N"] * cfg["BLOCK_K"]))
+                tile = (f"{'W_AS_B' if cfg['W_AS_B'] else 'swapAB'} {cfg['BLOCK_M']}x{cfg['BLOCK_N']}x{cfg['BLOCK_K']} "
+                        f"w{cfg['num_warps']} s{cfg['num_stages']}")
+                print(f"{op} M={m:3d} {tile:30s} " + " / ".join(f"{v:5.2f}" for v in per_elem), flush=True)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dump", default="", help="comma-separated kernel:rows whose loop SASS to print (gemv:1, half2:1)")
-    run(p.parse_args(argv))
+    p.add_argument("--gemm", action="store_true", help="the small-M GEMM candidates, natural vs paired decode")
+    args = p.parse_args(argv)
+    run_gemm() if args.gemm else run(args)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,11 @@ import pytest
 
 pytest.importorskip("triton")
 
-CASE_FILES = ["triton_interp_cases.py", "triton_decode_v2_cases.py", "triton_dp4a_cases.py", "triton_gemv_half2_cases.py"]
+CASE_FILES = ["triton_interp_cases.py", "triton_decode_v2_cases.py", "triton_dp4a_cases.py", "triton_gemv_half2_cases.py",
+              "triton_paired_decode_cases.py"]
 # Settings that change which kernel a case reaches: the cases set what they need themselves.
-CLEARED_ENV = ["NVFP4_BACKEND", "NVFP4_TRITON_SMALL_M", "NVFP4_TRITON_DP4A", "NVFP4_TRITON_GEMV", "NVFP4_TRITON_GEMV_HALF2"]
+CLEARED_ENV = ["NVFP4_BACKEND", "NVFP4_TRITON_SMALL_M", "NVFP4_TRITON_DP4A", "NVFP4_TRITON_GEMV", "NVFP4_TRITON_GEMV_HALF2",
+               "NVFP4_TRITON_PAIRED_K"]
 
 
 @pytest.mark.parametrize("case_file", CASE_FILES)

@@ -7,7 +7,8 @@ Three outputs, chosen at compile time by ``OUT_MODE``:
   ``nvfp4.numerics.quantize_activation`` (vLLM's ``ref_nvfp4_quant`` operation order);
 * ``OUT_DEQUANT``: the exact GEMM operand ``e2m1(q) * s`` (no global scale) in fp16 or
   bf16 ``[M, K]``; the GEMMs read it like a dense activation, which keeps their main loops
-  free of activation decoding;
+  free of activation decoding. With ``PAIRED_K`` its columns come in the order of the
+  GEMM's paired weight decode (``paired_decode.PAIRED_ORDER`` inside each group of 8);
 * ``OUT_INT8``: ``2 * e2m1(q)`` as int8 ``[M, K]`` (the integers -12..12) and the block
   scales as fp32 values ``[M, K/16]``: the operands of the integer-dot decode path
   (``kernels/gemv_dp4a.py``).
@@ -23,6 +24,7 @@ import triton.language as tl
 
 from .fp_bits import e2m1_code, e2m1_round, e2m1_twice, e4m3_byte_from_value, quantize_groups, safe_reciprocal
 from .grid_dependency import wait_for_previous_grid
+from .paired_decode import pair_permute_k
 
 OUT_PACKED = 0
 OUT_DEQUANT = 1
@@ -42,6 +44,7 @@ def activation_quant_kernel(
     BLOCK_R: tl.constexpr,
     BLOCK_K: tl.constexpr,
     PDL: tl.constexpr = False,  # programmatic dependent launch (grid_dependency.py)
+    PAIRED_K: tl.constexpr = False,  # OUT_DEQUANT only: K in paired_decode.PAIRED_ORDER
 ):
     wait_for_previous_grid(PDL)
     pid_r = tl.program_id(0)
@@ -61,6 +64,8 @@ def activation_quant_kernel(
     group_mask = row_ok & (groups[None, :] < K // 16)
     if OUT_MODE == 1:
         value = tl.reshape(e2m1_round(scaled) * scale[:, :, None], (BLOCK_R, BLOCK_K))
+        if PAIRED_K:  # within groups of 8, which a thread holds whole: no data leaves it
+            value = pair_permute_k(value, BLOCK_K)
         tl.store(values_ptr + rows64[:, None] * K + cols[None, :], value.to(values_ptr.dtype.element_ty), mask=mask)
     elif OUT_MODE == 2:
         twice = tl.reshape(e2m1_twice(scaled), (BLOCK_R, BLOCK_K)).to(tl.int8)

@@ -25,6 +25,12 @@ Operand orientation (``W_AS_B``):
 
 The small-M launcher times both orientations per shape (``ops.launch.small_m_candidates``).
 
+``PAIRED_K`` (``paired_decode.py``, opt-in ``NVFP4_TRITON_PAIRED_K=on``): the weight is
+decoded as whole int32 words, pairs straight into fp16x2/bf16x2 registers with the block
+scale in the same multiply, K permuted inside groups of 8 and the activation tile in the same
+order (permuted here in registers, or written so by ``activation_quant``); 4.2-7.0 SASS
+instructions per weight element instead of 6.1-13.2.
+
 Accumulation is fp32. With ``SPLIT_K == 1`` the epilogue is fused: ``acc * alpha[n]`` in
 fp32, cast to the output dtype, then ``+ bias`` (bias added after the cast, as the
 reference does). With ``SPLIT_K > 1`` each program sums a slice of K and writes fp32
@@ -36,6 +42,7 @@ import triton.language as tl
 
 from .fp_bits import dequantize_fp4_tile, fake_quantize_groups, linear_epilogue, safe_reciprocal
 from .grid_dependency import wait_for_previous_grid
+from .paired_decode import PAIRED_IN_KERNEL, dequantize_fp4_words_paired, fold, pair_permute_k
 
 A_DENSE = 0
 A_QUANTIZE = 1
@@ -49,7 +56,13 @@ def _gemm_body(
     A_MODE: tl.constexpr, HAS_BIAS: tl.constexpr, WRITE_PARTIAL: tl.constexpr, OP_DTYPE: tl.constexpr,
     USE_ASM: tl.constexpr, INTERPRET: tl.constexpr, EVEN_K: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, W_AS_B: tl.constexpr,
+    PAIRED_K: tl.constexpr,
 ):
+    # PAIRED_K (paired_decode.py): the weight is decoded as whole int32 words with K in
+    # PAIRED_ORDER inside each group of 8, lacking a power of two (fold) that the accumulator
+    # gets back before the epilogue; the dense activation operand comes in that order (PAIRED_OPERAND: the
+    # activation kernel wrote it so) or is put in it here, in registers (PAIRED_IN_KERNEL).
+    tl.static_assert(not PAIRED_K or A_MODE == 0, "PAIRED_K needs the dense activation operand")
     pid_n = tl.program_id(0)
     pid_m = tl.program_id(1)
     pid_k = tl.program_id(2)
@@ -65,7 +78,14 @@ def _gemm_body(
     kh = tl.max_contiguous(tl.multiple_of(tl.arange(0, HALF_K), HALF_K), HALF_K)
     kg = tl.arange(0, GROUPS)
     kf = tl.max_contiguous(tl.multiple_of(tl.arange(0, BLOCK_K), BLOCK_K), BLOCK_K)
-    w_ptrs = w_ptr + rows_w[:, None] * stride_wn + (k_first // 2 + kh)[None, :]
+    if PAIRED_K:
+        WORDS: tl.constexpr = BLOCK_K // 8
+        kw = tl.max_contiguous(tl.multiple_of(tl.arange(0, WORDS), WORDS), WORDS)
+        w_ptrs = w_ptr.to(tl.pointer_type(tl.int32)) + rows_w[:, None] * (stride_wn // 4) + (k_first // 8 + kw)[None, :]
+        w_step = WORDS
+    else:
+        w_ptrs = w_ptr + rows_w[:, None] * stride_wn + (k_first // 2 + kh)[None, :]
+        w_step = HALF_K
     ws_ptrs = w_scale_ptr + rows_w[:, None] * stride_ws + (k_first // 16 + kg)[None, :]
     if A_MODE == 2:
         a_ptrs = a_ptr + rows_a[:, None] * stride_am + (k_first // 2 + kh)[None, :]
@@ -92,9 +112,15 @@ def _gemm_body(
             w_scale = tl.load(ws_ptrs)
         else:
             k0 = k_first + i * BLOCK_K
-            w_packed = tl.load(w_ptrs, mask=(k0 // 2 + kh)[None, :] < K // 2, other=0)
+            if PAIRED_K:
+                w_packed = tl.load(w_ptrs, mask=(k0 // 8 + kw)[None, :] < K // 8, other=0)
+            else:
+                w_packed = tl.load(w_ptrs, mask=(k0 // 2 + kh)[None, :] < K // 2, other=0)
             w_scale = tl.load(ws_ptrs, mask=(k0 // 16 + kg)[None, :] < K // 16, other=0)
-        w = dequantize_fp4_tile(w_packed, w_scale, BLOCK_K, OP_DTYPE, USE_ASM)
+        if PAIRED_K:
+            w = dequantize_fp4_words_paired(w_packed, w_scale, BLOCK_K, OP_DTYPE, USE_ASM)
+        else:
+            w = dequantize_fp4_tile(w_packed, w_scale, BLOCK_K, OP_DTYPE, USE_ASM)
         if A_MODE == 2:
             if EVEN_K:
                 a_packed = tl.load(a_ptrs)
@@ -114,6 +140,8 @@ def _gemm_body(
                 a = tl.reshape(fake_quantize_groups(xg, gx, inv_gx), (BLOCK_M, BLOCK_K)).to(OP_DTYPE)
             else:
                 a = x.to(OP_DTYPE)
+                if PAIRED_K == PAIRED_IN_KERNEL:
+                    a = pair_permute_k(a, BLOCK_K)
         if INTERPRET:
             # The interpreter's bf16 dot is not exact; fp32 operands are (they are exact values).
             if W_AS_B:
@@ -124,12 +152,14 @@ def _gemm_body(
             acc = tl.dot(a, tl.trans(w), acc)
         else:
             acc = tl.dot(w, tl.trans(a), acc)
-        w_ptrs += HALF_K
+        w_ptrs += w_step
         ws_ptrs += GROUPS
         a_ptrs += a_step
 
     if W_AS_B:
         acc = tl.trans(acc)  # [BLOCK_N, BLOCK_M] for the shared epilogue (once per program)
+    if PAIRED_K:
+        acc = acc * fold(OP_DTYPE)  # exact: a power of two
     n_mask = offs_n < N
     m_mask = offs_m < M
     out_mask = n_mask[:, None] & m_mask[None, :]
@@ -157,13 +187,14 @@ def nvfp4_gemm_kernel(
     A_MODE: tl.constexpr, HAS_BIAS: tl.constexpr, WRITE_PARTIAL: tl.constexpr, OP_DTYPE: tl.constexpr,
     USE_ASM: tl.constexpr, INTERPRET: tl.constexpr, EVEN_K: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, W_AS_B: tl.constexpr = False,
+    PAIRED_K: tl.constexpr = 0,  # paired_decode.PAIRED_OFF / PAIRED_OPERAND / PAIRED_IN_KERNEL
     PDL: tl.constexpr = False,  # programmatic dependent launch (grid_dependency.py)
 ):
     wait_for_previous_grid(PDL)
     _gemm_body(
         a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, alpha_ptr, bias_ptr, gx_ptr, out_ptr, partial_ptr,
         M, N, K, stride_am, stride_wn, stride_ws, TILES_PER_SPLIT, A_MODE, HAS_BIAS, WRITE_PARTIAL, OP_DTYPE, USE_ASM, INTERPRET,
-        EVEN_K, BLOCK_N, BLOCK_M, BLOCK_K, W_AS_B,
+        EVEN_K, BLOCK_N, BLOCK_M, BLOCK_K, W_AS_B, PAIRED_K,
     )
 
 
@@ -176,9 +207,10 @@ def nvfp4_gemm_kernel_interpreted(
     A_MODE: tl.constexpr, HAS_BIAS: tl.constexpr, WRITE_PARTIAL: tl.constexpr, OP_DTYPE: tl.constexpr,
     USE_ASM: tl.constexpr, INTERPRET: tl.constexpr, EVEN_K: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, W_AS_B: tl.constexpr = False,
+    PAIRED_K: tl.constexpr = 0,
 ):
     _gemm_body(
         a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, alpha_ptr, bias_ptr, gx_ptr, out_ptr, partial_ptr,
         M, N, K, stride_am, stride_wn, stride_ws, TILES_PER_SPLIT, A_MODE, HAS_BIAS, WRITE_PARTIAL, OP_DTYPE, USE_ASM, INTERPRET,
-        EVEN_K, BLOCK_N, BLOCK_M, BLOCK_K, W_AS_B,
+        EVEN_K, BLOCK_N, BLOCK_M, BLOCK_K, W_AS_B, PAIRED_K,
     )

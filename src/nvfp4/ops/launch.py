@@ -46,6 +46,7 @@ import triton
 from ..kernels.activation_quant import OUT_DEQUANT, OUT_INT8, OUT_PACKED, activation_quant_kernel
 from ..kernels.gemm import A_DENSE, A_PACKED, A_QUANTIZE, nvfp4_gemm_kernel, nvfp4_gemm_kernel_interpreted
 from ..kernels.gemv import gemv_kernel, gemv_kernel_interpreted
+from ..kernels import paired_decode
 from ..kernels.splitk_reduce import splitk_reduce_kernel
 from ..kernels.weight_dequant import weight_dequant_kernel
 from ..utils import env
@@ -67,6 +68,14 @@ KERNEL_LAUNCHES: collections.Counter = collections.Counter()
 # Rows per activation-quantization program (x 256 columns); an env knob for the benchmark.
 ACT_QUANT_BLOCK_R = int(os.environ.get("NVFP4_TRITON_ACT_QUANT_ROWS", "16"))
 DECODE_ENV = "NVFP4_TRITON_DECODE"  # "asm" (default on GPUs) or "portable"
+# The small-M tensor-core GEMM with the paired weight decode and a K-permuted activation
+# (kernels/paired_decode.py, paired_mode): "on" or "off".
+PAIRED_K_ENV = "NVFP4_TRITON_PAIRED_K"
+PAIRED_K_DEFAULT = False  # opt-in until measured on a GPU (docs/performance.md)
+PAIRED_IN_KERNEL_M_MAX = 32  # paired_mode
+# The kernel's PAIRED_K values as plain ints (they are Triton constexprs there).
+PAIRED_OFF, PAIRED_OPERAND, PAIRED_IN_KERNEL = (
+    int(c.value) for c in (paired_decode.PAIRED_OFF, paired_decode.PAIRED_OPERAND, paired_decode.PAIRED_IN_KERNEL))
 
 
 def cdiv(a: int, b: int) -> int:
@@ -141,7 +150,7 @@ def _op_dtype(x_dtype: torch.dtype, quantized_activation: bool):
 # activation quantization
 
 
-def _activation_quant_launch(x, gx, values, scale, out_mode):
+def _activation_quant_launch(x, gx, values, scale, out_mode, paired_k=False):
     m, k = x.shape
     if not m:
         return
@@ -150,19 +159,22 @@ def _activation_quant_launch(x, gx, values, scale, out_mode):
     grid = (cdiv(m, block_r), cdiv(k, block_k))
     fast_launch.launch(
         activation_quant_kernel, grid, x, gx, values, scale, m, k, x.stride(0), OUT_MODE=out_mode, BLOCK_R=block_r,
-        BLOCK_K=block_k, num_warps=4, **pdl_options(x.device),
+        BLOCK_K=block_k, num_warps=4, PAIRED_K=paired_k, **pdl_options(x.device),
     )
     KERNEL_LAUNCHES["activation_quant"] += 1
 
 
-def quantize_activation(x: torch.Tensor, gx: torch.Tensor, dequant_dtype: torch.dtype | None = None):
+def quantize_activation(x: torch.Tensor, gx: torch.Tensor, dequant_dtype: torch.dtype | None = None,
+                        paired_k: bool = False):
     """``x[M, K]`` -> ``(packed u8 [M, K/2], scale e4m3 [M, K/16])``, or the exact dequantized
-    operand ``[M, K]`` in ``dequant_dtype`` when that is given."""
+    operand ``[M, K]`` in ``dequant_dtype`` when that is given (with ``paired_k``, its
+    columns in the paired-decode GEMM's order, ``kernels/paired_decode.py``)."""
     m, k = x.shape
     if dequant_dtype is not None:
         out = torch.empty((m, k), dtype=dequant_dtype, device=x.device)
-        _activation_quant_launch(x, gx, out, out, OUT_DEQUANT)
+        _activation_quant_launch(x, gx, out, out, OUT_DEQUANT, paired_k)
         return out
+    assert not paired_k, "paired_k applies to the dequantized operand only"
     packed = torch.empty((m, k // 2), dtype=torch.uint8, device=x.device)
     scale = torch.empty((m, k // 16), dtype=torch.float8_e4m3fn, device=x.device)
     _activation_quant_launch(x, gx, packed, scale.view(torch.uint8), OUT_PACKED)
@@ -273,9 +285,16 @@ def gemm(
     out_dtype: torch.dtype,
     op_dtype,
     config: dict | None = None,
+    paired: int = 0,
 ) -> torch.Tensor:
-    """Launch the GEMM (and the split-K reduction when used); returns ``out[M, N]``."""
+    """Launch the GEMM (and the split-K reduction when used); returns ``out[M, N]``.
+
+    ``paired`` (``paired_mode``): the weight decoded in ``paired_decode.PAIRED_ORDER``, with
+    ``a`` dense and either already in that order (``PAIRED_OPERAND``, from
+    ``quantize_activation(..., paired_k=True)``) or permuted in the kernel (``PAIRED_IN_KERNEL``)."""
     m = a.shape[0]
+    if paired and m > SPLITK_M_MAX:
+        raise ValueError(f"gemm: the paired K order is for the small-M path (M <= {SPLITK_M_MAX}) only, got M = {m}")
     n, k = w_packed.shape[0], w_packed.shape[1] * 2
     device = a.device
     out = torch.empty((m, n), dtype=out_dtype, device=device)
@@ -303,9 +322,12 @@ def gemm(
             kernel, grid, *args, partial, m, n, k, stride_am, k // 2, k // 16, tiles_per_split, split, 0,
             WRITE_PARTIAL=split > 1, EVEN_K=cfg["EVEN_K"],
             BLOCK_N=cfg["BLOCK_N"], BLOCK_M=cfg["BLOCK_M"], BLOCK_K=cfg["BLOCK_K"], W_AS_B=bool(cfg["W_AS_B"]),
-            num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], **common, **pdl_options(device),
+            PAIRED_K=int(paired), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], **common,
+            **pdl_options(device),
         )
         KERNEL_LAUNCHES["gemm_small_m"] += 1
+        if paired:
+            KERNEL_LAUNCHES[f"gemm_paired_k{int(paired)}"] += 1  # which decode ran, for the tests
     else:
         partial = out  # the large configurations do not split K
         kernel = _autotuned_large()
@@ -399,14 +421,17 @@ def small_m_candidates(m: int, with_gemv: bool) -> list[dict]:
     return cands
 
 
-def _small_gemm(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, config=None):
+def _small_gemm(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, config=None, paired=0):
     """M <= SPLITK_M_MAX: the tensor-core split-K GEMM in either operand orientation, or (M <=
     GEMV_M_MAX) the CUDA-core path, whichever this GPU runs fastest for the shape (timed once
-    per shape and M bucket outside CUDA-graph capture, ``tuning.pick``)."""
+    per shape and M bucket outside CUDA-graph capture, ``tuning.pick``). ``paired``: the
+    tensor-core candidates' ``PAIRED_K`` (``paired_mode``; the GEMVs read ``a`` as is)."""
     m, k = a.shape
     n = w_packed.shape[0]
     if config is not None:
-        return gemm(a, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, op_dtype, config)
+        return gemm(a, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, op_dtype, config, paired)
+    if paired == PAIRED_OPERAND and m <= GEMV_M_MAX:
+        raise ValueError(f"_small_gemm: a permuted operand needs M > {GEMV_M_MAX} (the GEMVs read natural order)")
     mode = env.choice(GEMV_ENV, "auto", GEMV_MODES)
 
     def run(cand):
@@ -416,14 +441,14 @@ def _small_gemm(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, confi
             from .launch_gemv_half2 import gemv_half2
 
             return gemv_half2(a, w_packed, w_scale_u8, alpha, bias, out_dtype, cand)
-        return gemm(a, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, op_dtype, cand)
+        return gemm(a, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, op_dtype, cand, paired)
 
     half2_only = mode == "half2" and m <= GEMV_M_MAX
     if not half2_only and (mode == "always" or interpreting() or a.device.type != "cuda"):  # a fixed path
         if gemv_config(m, n, k, a.device) is not None:
             return run({"PATH": "gemv"})
     key = (_pow2_at_least(m, 1) if m <= GEMV_M_MAX else min(_pow2_at_least(m, 16), 128), n, k, a.dtype,
-           str(op_dtype), out_dtype, mode, a.device.index)
+           str(op_dtype), out_dtype, mode, a.device.index, int(paired))
     choice = tuning.cached(_SMALL_PATH_CHOICE, key)  # the candidate list is only built on a miss
     if choice is None:
         if half2_only:
@@ -455,6 +480,22 @@ def dequantize_weight(w_packed, w_scale_u8, dtype: torch.dtype, out: torch.Tenso
     )
     KERNEL_LAUNCHES["weight_dequant"] += 1
     return out
+
+
+def paired_mode(m: int, quantized: bool) -> int:
+    """The GEMM's ``PAIRED_K`` for a small-M linear of M rows (``kernels/paired_decode.py``;
+    only with ``NVFP4_TRITON_PAIRED_K=on`` until it is timed on a GPU). From the compiled sm_90 K loops
+    (``tests/test_triton_compile.py``): up to 32 rows (16/32-row tiles) the GEMM permutes the
+    natural-order activation tile in registers (``PAIRED_IN_KERNEL``), cheaper than a
+    permuted operand through cp.async; above, the W4A4 activation kernel writes the operand
+    permuted (``PAIRED_OPERAND``), and W4A16, whose operand is ``x`` itself, keeps natural
+    order (permuting a 64-128-row tile in registers costs what the decode saves). The
+    CUDA-core GEMVs (M <= 4) read natural order and ignore the setting."""
+    if not env.switch(PAIRED_K_ENV, PAIRED_K_DEFAULT) or m > SPLITK_M_MAX:
+        return PAIRED_OFF
+    if m <= PAIRED_IN_KERNEL_M_MAX:
+        return PAIRED_IN_KERNEL
+    return PAIRED_OPERAND if quantized else PAIRED_OFF
 
 
 def _cublas_path(m: int, alpha_scalar: float | None, device: torch.device) -> bool:
@@ -501,9 +542,10 @@ def linear_w4a4_float(x, w_packed, w_scale, gx, alpha, bias, alpha_scalar=None, 
         x_hat = quantize_activation(x, gx, dequant_dtype=x.dtype)
         return cublas_gemm(x_hat, w_packed, w_scale_u8, alpha_scalar, bias)
     tl_op, torch_op = _op_dtype(x.dtype, True)
-    x_hat = quantize_activation(x, gx, dequant_dtype=torch_op)
+    paired = paired_mode(m, quantized=True)
+    x_hat = quantize_activation(x, gx, dequant_dtype=torch_op, paired_k=paired == PAIRED_OPERAND)
     if m <= SPLITK_M_MAX:
-        return _small_gemm(x_hat, w_packed, w_scale_u8, alpha, bias, out_dtype, tl_op, config)
+        return _small_gemm(x_hat, w_packed, w_scale_u8, alpha, bias, out_dtype, tl_op, config, paired)
     return gemm(x_hat, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, tl_op, config)
 
 
@@ -521,7 +563,8 @@ def linear_w4a16(x, w_packed, w_scale, alpha, bias, alpha_scalar=None, config=No
         return cublas_gemm(x, w_packed, w_scale_u8, alpha_scalar, bias)
     tl_op, _ = _op_dtype(x.dtype, False)
     if x.shape[0] <= SPLITK_M_MAX:
-        return _small_gemm(x, w_packed, w_scale_u8, alpha, bias, out_dtype, tl_op, config)
+        return _small_gemm(x, w_packed, w_scale_u8, alpha, bias, out_dtype, tl_op, config,
+                           paired_mode(x.shape[0], quantized=False))
     return gemm(x, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, tl_op, config)
 
 

@@ -1,0 +1,207 @@
+"""The FP4 weight decode of the tensor-core GEMM in few instructions: pairs 16 bits apart,
+the block scale folded into one packed multiply, and the K order of the tile permuted.
+
+A 32-bit word of the checkpoint layout holds elements ``e0..e7`` (byte ``j``: ``e2j`` in the
+low nibble, ``e2j+1`` in the high one), so ``(e0, e4), (e1, e5), (e2, e6), (e3, e7)`` sit
+exactly 16 bits apart. For the pair in the top nibbles of the two halves,
+
+* fp16: ``(w & 0x80008000) | ((w & 0x70007000) >> 3)`` is an fp16x2 word whose halves read
+  ``e2m1 * 2^-14`` (code 1 lands on an fp16 subnormal); one ``mul.f16x2`` by ``s * 2^7``
+  (the E4M3 block scale, built once per group of 16) gives ``e2m1 * s * 2^-7``;
+* bf16: the same with ``>> 6`` reads ``e2m1 * 2^-126`` (code 1: a bf16 subnormal); one
+  ``fma.bf16x2`` by ``s * 2^118`` (and -0) gives ``e2m1 * s * 2^-8``;
+
+and shifting ``w`` left by 4 brings up the next pair. The products are exact (at most 6
+significant bits, magnitudes 2^-18..2^4.4, normal or exactly representable in both formats),
+and the 2^-7 (2^-8) comes back as one exact multiply of the fp32 accumulator before alpha
+(``fold``). About 2.4 instructions per weight element, against ~4.5 for
+``fp_bits.dequantize_fp4_tile`` (byte shuffles, a separate scale multiply, and the repacking
+of pairs into K order that the MMA operand needs): the compiled K loops take 4.2-7.0 SASS
+instructions per weight element instead of 6.1-13.2 (``tests/test_triton_compile.py``).
+
+The price: the two values of a register are K positions ``j`` and ``j + 4`` of their word,
+so the tile comes out with K permuted inside every group of 8 (position ``2j + h`` holds
+element ``j + 4h``, ``PAIRED_ORDER``). A dot product does not care about the order of its
+terms as long as both operands share it: the activation operand is either written in that
+order by ``activation_quant`` (``PAIRED_OPERAND``) or permuted by the GEMM in registers
+(``PAIRED_IN_KERNEL``, ``pair_permute_k``); the fp32 sum differs from the natural order's
+only by summation order.
+"""
+
+import triton
+import triton.language as tl
+
+from .fp_bits import e2m1_decode_f32, e4m3_byte_to_f32
+
+# Position p of a group of 8 in the permuted order holds element PAIRED_ORDER[p].
+PAIRED_ORDER = (0, 4, 1, 5, 2, 6, 3, 7)
+# The GEMM's PAIRED_K: natural order; the activation operand arrives permuted (written so by
+# activation_quant); or it arrives in natural order and the GEMM permutes its tile.
+PAIRED_OFF = tl.constexpr(0)
+PAIRED_OPERAND = tl.constexpr(1)
+PAIRED_IN_KERNEL = tl.constexpr(2)
+
+
+@triton.jit
+def fold(OP_DTYPE: tl.constexpr):
+    """The power of two the decoded weight lacks: 2^8 for bf16 operands, else 2^7."""
+    if OP_DTYPE == tl.bfloat16:
+        return 256.0
+    else:
+        return 128.0
+
+
+@triton.jit
+def scale_x2_asm(scale_bytes, OP_DTYPE: tl.constexpr):
+    """E4M3 scale bytes (int32) -> the packed pair ``(s * F, s * F)`` as int32 bits, with
+    ``F = 2^7`` in fp16 (at most 448 * 128 = 57344) or ``2^118`` in bf16.
+
+    fp16: ``(b & 0x7F) << 7`` read as fp16 is ``|s| * 2^-8`` (E4M3 subnormals land on fp16
+    subnormals), times 2^15. bf16: ``(b & 0x7F) << 4`` is ``|s| * 2^-120``, times 2^119 twice.
+    One integer multiply puts the bits in both halves, a multiply-add the sign bit. Bytes
+    0x7F / 0xFF (NaN) give NaN, so a NaN block decodes to NaN as in the reference."""
+    if OP_DTYPE == tl.bfloat16:
+        return tl.inline_asm_elementwise(
+            asm="""
+            {
+            .reg .b32 t, sgn, c, two119, nz;
+            .reg .pred nan;
+            mov.b32 two119, 0x7B007B00; mov.b32 nz, 0x80008000;
+            and.b32 t, $1, 0x7F; and.b32 sgn, $1, 0x80;
+            mul.lo.u32 c, t, 0x00100010; mad.lo.u32 c, sgn, 0x01000100, c;
+            fma.rn.bf16x2 c, c, two119, nz; fma.rn.bf16x2 c, c, two119, nz;
+            setp.eq.u32 nan, t, 0x7F; selp.b32 $0, 0x7FC07FC0, c, nan;
+            }
+            """,
+            constraints="=r,r",
+            args=[scale_bytes],
+            dtype=tl.int32,
+            is_pure=True,
+            pack=1,
+        )
+    else:
+        return tl.inline_asm_elementwise(
+            asm="""
+            {
+            .reg .b32 t, sgn, c, two15;
+            .reg .pred nan;
+            mov.b32 two15, 0x78007800;
+            and.b32 t, $1, 0x7F; and.b32 sgn, $1, 0x80;
+            mul.lo.u32 c, t, 0x00800080; mad.lo.u32 c, sgn, 0x01000100, c;
+            mul.rn.f16x2 c, c, two15;
+            setp.eq.u32 nan, t, 0x7F; selp.b32 $0, 0x7E007E00, c, nan;
+            }
+            """,
+            constraints="=r,r",
+            args=[scale_bytes],
+            dtype=tl.int32,
+            is_pure=True,
+            pack=1,
+        )
+
+
+@triton.jit
+def decode_words_asm(words, scale_x2, OP_DTYPE: tl.constexpr):
+    """Words (int32, 8 codes each) and their groups' ``scale_x2_asm`` words -> the 8 values
+    ``e2m1 * s / fold`` in ``OP_DTYPE`` (fp16 or bf16), in the order e0, e4, e1, e5, e2, e6,
+    e3, e7."""
+    if OP_DTYPE == tl.bfloat16:
+        return tl.inline_asm_elementwise(
+            asm="""
+            {
+            .reg .b32 q, t, h, nz;
+            mov.b32 nz, 0x80008000;
+            and.b32 t, $8, 0x70007000; shr.b32 t, t, 6; and.b32 h, $8, 0x80008000; or.b32 h, h, t;
+            fma.rn.bf16x2 h, h, $9, nz; mov.b32 {$6, $7}, h;
+            shl.b32 q, $8, 4;
+            and.b32 t, q, 0x70007000; shr.b32 t, t, 6; and.b32 h, q, 0x80008000; or.b32 h, h, t;
+            fma.rn.bf16x2 h, h, $9, nz; mov.b32 {$4, $5}, h;
+            shl.b32 q, $8, 8;
+            and.b32 t, q, 0x70007000; shr.b32 t, t, 6; and.b32 h, q, 0x80008000; or.b32 h, h, t;
+            fma.rn.bf16x2 h, h, $9, nz; mov.b32 {$2, $3}, h;
+            shl.b32 q, $8, 12;
+            and.b32 t, q, 0x70007000; shr.b32 t, t, 6; and.b32 h, q, 0x80008000; or.b32 h, h, t;
+            fma.rn.bf16x2 h, h, $9, nz; mov.b32 {$0, $1}, h;
+            }
+            """,
+            constraints="=h,=h,=h,=h,=h,=h,=h,=h,r,r",
+            args=[words, scale_x2],
+            dtype=(tl.bfloat16,) * 8,
+            is_pure=True,
+            pack=1,
+        )
+    else:
+        return tl.inline_asm_elementwise(
+            asm="""
+            {
+            .reg .b32 q, t, h;
+            and.b32 t, $8, 0x70007000; shr.b32 t, t, 3; and.b32 h, $8, 0x80008000; or.b32 h, h, t;
+            mul.rn.f16x2 h, h, $9; mov.b32 {$6, $7}, h;
+            shl.b32 q, $8, 4;
+            and.b32 t, q, 0x70007000; shr.b32 t, t, 3; and.b32 h, q, 0x80008000; or.b32 h, h, t;
+            mul.rn.f16x2 h, h, $9; mov.b32 {$4, $5}, h;
+            shl.b32 q, $8, 8;
+            and.b32 t, q, 0x70007000; shr.b32 t, t, 3; and.b32 h, q, 0x80008000; or.b32 h, h, t;
+            mul.rn.f16x2 h, h, $9; mov.b32 {$2, $3}, h;
+            shl.b32 q, $8, 12;
+            and.b32 t, q, 0x70007000; shr.b32 t, t, 3; and.b32 h, q, 0x80008000; or.b32 h, h, t;
+            mul.rn.f16x2 h, h, $9; mov.b32 {$0, $1}, h;
+            }
+            """,
+            constraints="=h,=h,=h,=h,=h,=h,=h,=h,r,r",
+            args=[words, scale_x2],
+            dtype=(tl.float16,) * 8,
+            is_pure=True,
+            pack=1,
+        )
+
+
+@triton.jit
+def decode_words_portable(words, scale_bytes, OP_DTYPE: tl.constexpr):
+    """``decode_words_asm`` in plain Triton (interpreter, GPUs without the PTX): the same
+    values ``e2m1 * s / fold(OP_DTYPE)`` (exact), same order, in ``OP_DTYPE``."""
+    s = e4m3_byte_to_f32(scale_bytes) * (1.0 / fold(OP_DTYPE))
+    d0 = (e2m1_decode_f32(words & 0xF) * s).to(OP_DTYPE)
+    d4 = (e2m1_decode_f32((words >> 16) & 0xF) * s).to(OP_DTYPE)
+    d1 = (e2m1_decode_f32((words >> 4) & 0xF) * s).to(OP_DTYPE)
+    d5 = (e2m1_decode_f32((words >> 20) & 0xF) * s).to(OP_DTYPE)
+    d2 = (e2m1_decode_f32((words >> 8) & 0xF) * s).to(OP_DTYPE)
+    d6 = (e2m1_decode_f32((words >> 24) & 0xF) * s).to(OP_DTYPE)
+    d3 = (e2m1_decode_f32((words >> 12) & 0xF) * s).to(OP_DTYPE)
+    d7 = (e2m1_decode_f32((words >> 28) & 0xF) * s).to(OP_DTYPE)
+    return d0, d4, d1, d5, d2, d6, d3, d7
+
+
+@triton.jit
+def dequantize_fp4_words_paired(words, scale_bytes, BLOCK_K: tl.constexpr, OP_DTYPE: tl.constexpr,
+                                USE_ASM: tl.constexpr):
+    """Packed FP4 words ``int32 [R, BLOCK_K/8]`` + E4M3 scale bytes ``[R, BLOCK_K/16]`` ->
+    ``e2m1 * s / fold(OP_DTYPE)`` as ``OP_DTYPE [R, BLOCK_K]`` with K in ``PAIRED_ORDER``
+    inside every group of 8 (``USE_ASM`` needs ``OP_DTYPE`` fp16 or bf16)."""
+    R: tl.constexpr = words.shape[0]
+    GROUPS: tl.constexpr = BLOCK_K // 16
+    # [R, GROUPS, 2]: the two words of a group beside its scale, broadcast (no data movement).
+    group_words = tl.reshape(words, (R, GROUPS, 2))
+    if USE_ASM:
+        scale_x2 = tl.broadcast_to(scale_x2_asm(scale_bytes.to(tl.int32), OP_DTYPE)[:, :, None], (R, GROUPS, 2))
+        d0, d4, d1, d5, d2, d6, d3, d7 = decode_words_asm(group_words, scale_x2, OP_DTYPE)
+    else:
+        scale = tl.broadcast_to(scale_bytes.to(tl.int32)[:, :, None], (R, GROUPS, 2))
+        d0, d4, d1, d5, d2, d6, d3, d7 = decode_words_portable(group_words, scale, OP_DTYPE)
+    # join(u, v) appends a minor axis that selects u or v, so in join(join(join(d0, d2), ...),
+    # join(...)) the outermost call picks position bit 0, the innermost bit 2: flattened,
+    # positions 0..7 of each word hold d0, d4, d1, d5, d2, d6, d3, d7, the order the
+    # registers hold them in (each pair one 32-bit register, stored as is).
+    low = tl.join(tl.join(d0, d2), tl.join(d1, d3))
+    high = tl.join(tl.join(d4, d6), tl.join(d5, d7))
+    return tl.reshape(tl.join(low, high), (R, BLOCK_K))
+
+
+@triton.jit
+def pair_permute_k(tile, BLOCK_K: tl.constexpr):
+    """A ``[R, BLOCK_K]`` tile in natural K order -> ``PAIRED_ORDER`` inside each group of 8
+    (position ``2j + h`` <- element ``j + 4h``), the order ``dequantize_fp4_words_paired``
+    gives the weight."""
+    R: tl.constexpr = tile.shape[0]
+    grouped = tl.reshape(tile, (R, BLOCK_K // 8, 2, 4))
+    return tl.reshape(tl.permute(grouped, (0, 1, 3, 2)), (R, BLOCK_K))
