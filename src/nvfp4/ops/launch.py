@@ -43,7 +43,6 @@ import os
 import torch
 import triton
 
-from ..kernels.activation_quant import OUT_DEQUANT, OUT_INT8, OUT_PACKED, activation_quant_kernel
 from ..kernels.gemm import A_DENSE, A_PACKED, A_QUANTIZE, nvfp4_gemm_kernel, nvfp4_gemm_kernel_interpreted
 from ..kernels.gemv import gemv_kernel, gemv_kernel_interpreted
 from ..kernels import paired_decode
@@ -51,6 +50,7 @@ from ..kernels.splitk_reduce import splitk_reduce_kernel
 from ..kernels.weight_dequant import weight_dequant_kernel
 from ..utils import env
 from . import fast_launch, tuning
+from .launch_act_quant import quantize_activation, quantize_activation_int8  # noqa: F401  (re-exported)
 
 logger = logging.getLogger("nvfp4")
 
@@ -65,8 +65,6 @@ _SMALL_PATH_CHOICE: dict = {}
 # exact fp16/bf16 copy of the weight: compute-bound there, and cuBLAS is faster.
 CUBLAS_MIN_M = int(os.environ.get("NVFP4_TRITON_CUBLAS_MIN_M", "256"))
 KERNEL_LAUNCHES: collections.Counter = collections.Counter()
-# Rows per activation-quantization program (x 256 columns); an env knob for the benchmark.
-ACT_QUANT_BLOCK_R = int(os.environ.get("NVFP4_TRITON_ACT_QUANT_ROWS", "16"))
 DECODE_ENV = "NVFP4_TRITON_DECODE"  # "asm" (default on GPUs) or "portable"
 # The small-M tensor-core GEMM with the paired weight decode and a K-permuted activation
 # (kernels/paired_decode.py, paired_mode): "on" or "off".
@@ -144,51 +142,6 @@ def _op_dtype(x_dtype: torch.dtype, quantized_activation: bool):
     if quantized_activation or x_dtype == torch.float16:
         return tl.float16, torch.float16
     return tl.bfloat16, torch.bfloat16
-
-
-# ---------------------------------------------------------------------------------------
-# activation quantization
-
-
-def _activation_quant_launch(x, gx, values, scale, out_mode, paired_k=False):
-    m, k = x.shape
-    if not m:
-        return
-    block_k = 64 if interpreting() else 256
-    block_r = 16 if interpreting() else ACT_QUANT_BLOCK_R
-    grid = (cdiv(m, block_r), cdiv(k, block_k))
-    fast_launch.launch(
-        activation_quant_kernel, grid, x, gx, values, scale, m, k, x.stride(0), OUT_MODE=out_mode, BLOCK_R=block_r,
-        BLOCK_K=block_k, num_warps=4, PAIRED_K=paired_k, **pdl_options(x.device),
-    )
-    KERNEL_LAUNCHES["activation_quant"] += 1
-
-
-def quantize_activation(x: torch.Tensor, gx: torch.Tensor, dequant_dtype: torch.dtype | None = None,
-                        paired_k: bool = False):
-    """``x[M, K]`` -> ``(packed u8 [M, K/2], scale e4m3 [M, K/16])``, or the exact dequantized
-    operand ``[M, K]`` in ``dequant_dtype`` when that is given (with ``paired_k``, its
-    columns in the paired-decode GEMM's order, ``kernels/paired_decode.py``)."""
-    m, k = x.shape
-    if dequant_dtype is not None:
-        out = torch.empty((m, k), dtype=dequant_dtype, device=x.device)
-        _activation_quant_launch(x, gx, out, out, OUT_DEQUANT, paired_k)
-        return out
-    assert not paired_k, "paired_k applies to the dequantized operand only"
-    packed = torch.empty((m, k // 2), dtype=torch.uint8, device=x.device)
-    scale = torch.empty((m, k // 16), dtype=torch.float8_e4m3fn, device=x.device)
-    _activation_quant_launch(x, gx, packed, scale.view(torch.uint8), OUT_PACKED)
-    return packed, scale
-
-
-def quantize_activation_int8(x: torch.Tensor, gx: torch.Tensor):
-    """``x[M, K]`` -> ``(2 * e2m1(q) as int8 [M, K], block scales as fp32 [M, K/16])``: the
-    operands of the integer-dot decode path (exactly the reference's codes and scales)."""
-    m, k = x.shape
-    values = torch.empty((m, k), dtype=torch.int8, device=x.device)
-    scale = torch.empty((m, k // 16), dtype=torch.float32, device=x.device)
-    _activation_quant_launch(x, gx, values, scale, OUT_INT8)
-    return values, scale
 
 
 # ---------------------------------------------------------------------------------------
