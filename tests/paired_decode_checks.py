@@ -51,18 +51,6 @@ def decode_words(words: torch.Tensor, scale_bytes: torch.Tensor, use_asm: bool, 
     return out
 
 
-def check_w4a16(x, wp, ws, alpha, bias, label, monkeypatch, config=None, exact=None):
-    """``linear_w4a16`` with ``NVFP4_TRITON_PAIRED_K=on`` within the exact bound; returns the
-    output and the paired launches by mode (none where ``paired_mode`` keeps natural order)."""
-    monkeypatch.setenv(launch.PAIRED_K_ENV, "on")
-    launch.KERNEL_LAUNCHES.clear()
-    out = launch.linear_w4a16(x, wp, ws, alpha, bias, config=config)
-    exact = exact or exact_and_bound(x.cpu().float(), wp.cpu(), ws.cpu(), alpha.cpu(),
-                                     None if bias is None else bias.cpu(), x.dtype)
-    assert_within(out.cpu(), *exact, label)
-    return out, paired_launches()
-
-
 def decode_reference(words: torch.Tensor, scale_bytes: torch.Tensor, op: str = "fp16") -> torch.Tensor:
     """What ``decode_words`` must return: ``e2m1(code) * s / FOLD[op]`` (exact), ``PAIRED_ORDER``."""
     return half2_reference(words, scale_bytes) * 128.0 / FOLD[op]
@@ -94,7 +82,8 @@ def check_w4a4(x, gx, wp, ws, alpha, bias, label, monkeypatch, config=None, exac
     launch.KERNEL_LAUNCHES.clear()
     out = launch.linear_w4a4(x, wp, ws, gx, alpha, bias, config=config)
     mode = launch.paired_mode(x.shape[0], quantized=True)
-    assert mode and paired_launches()[mode] == 1 and launch.KERNEL_LAUNCHES["gemm_small_m"] == 1, \
+    # every small-M GEMM launch (several when the call tuned the shape) in that mode
+    assert mode and paired_launches()[mode] == launch.KERNEL_LAUNCHES["gemm_small_m"] >= 1, \
         (label, dict(launch.KERNEL_LAUNCHES))
     assert_within(out.cpu(), *(exact or exact_w4a4(x, gx, wp, ws, alpha, bias)), label)
     return out

@@ -22,6 +22,8 @@ from gemv_half2_checks import (  # noqa: E402
     ExactCase, check_gemv, decode_reference, decode_words, every_word_and_scale, special_weight,
 )
 
+from cuda_graph_checks import assert_capture_replays_eager  # noqa: E402
+
 from nvfp4 import NVFP4Linear  # noqa: E402
 from nvfp4.numerics import quantize_weight  # noqa: E402
 
@@ -115,19 +117,4 @@ def test_layer_reaches_the_half2_gemv_eagerly_and_in_a_cuda_graph(weight_only, m
     out = layer(x)
     assert launch.KERNEL_LAUNCHES["gemv_half2"] > before
     torch.testing.assert_close(out, ref(x), rtol=2**-7, atol=1e-2)  # the exact bound is tested above
-    static_x = x.clone()
-    stream = torch.cuda.Stream()  # warm-up on the capture stream: its split-K counters exist before the capture
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        layer(static_x)
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    before = launch.KERNEL_LAUNCHES["gemv_half2"]
-    with torch.cuda.graph(graph, stream=stream):
-        static_out = layer(static_x)
-    assert launch.KERNEL_LAUNCHES["gemv_half2"] > before
-    new_x = torch.randn(2, 2048, device=DEV, dtype=torch.bfloat16)
-    static_x.copy_(new_x)
-    graph.replay()
-    torch.cuda.synchronize()
-    assert torch.equal(static_out, layer(new_x))
+    assert_capture_replays_eager(layer, x, launch, "gemv_half2")

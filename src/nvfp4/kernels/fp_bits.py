@@ -142,6 +142,23 @@ def e2m1_decode_f32(code):
 
 
 @triton.jit
+def e2m1_word_pairs_times(words, s):
+    """The 8 E2M1 codes of int32 checkpoint-layout words (byte j: element 2j low nibble, 2j+1
+    high) decoded and times fp32 ``s``, in the order e0, e4, e1, e5, e2, e6, e3, e7: the pairs
+    16 bits apart that the half2 decoders (``gemv_half2.py``, ``paired_decode.py``) produce
+    together. Portable Triton, exact for power-of-two-scaled E4M3 ``s``."""
+    d0 = e2m1_decode_f32(words & 0xF) * s
+    d4 = e2m1_decode_f32((words >> 16) & 0xF) * s
+    d1 = e2m1_decode_f32((words >> 4) & 0xF) * s
+    d5 = e2m1_decode_f32((words >> 20) & 0xF) * s
+    d2 = e2m1_decode_f32((words >> 8) & 0xF) * s
+    d6 = e2m1_decode_f32((words >> 24) & 0xF) * s
+    d3 = e2m1_decode_f32((words >> 12) & 0xF) * s
+    d7 = e2m1_decode_f32((words >> 28) & 0xF) * s
+    return d0, d4, d1, d5, d2, d6, d3, d7
+
+
+@triton.jit
 def quantize_groups(xg, gx, inv_gx):
     """Quantize fp32 groups ``xg[R, G, 16]`` as ``numerics.quantize_activation`` does.
 

@@ -37,7 +37,7 @@ equals the reference up to fp32 summation order.
 import triton
 import triton.language as tl
 
-from .fp_bits import e2m1_decode_f32, e4m3_byte_to_f32, linear_epilogue
+from .fp_bits import e2m1_word_pairs_times, e4m3_byte_to_f32, linear_epilogue
 from .grid_dependency import wait_for_previous_grid
 
 # The weight products carry 2^-7 (see the module docstring); the sum gets it back exactly.
@@ -85,16 +85,7 @@ def _decode_word_asm(words, scale_bytes):
 def _decode_word_portable(words, scale_bytes):
     """``_decode_word_asm`` in plain Triton (interpreter, GPUs without the PTX): the same
     8 fp32 values, from the E2M1 table and the fp32 scale times 2^-7 (exact)."""
-    s = e4m3_byte_to_f32(scale_bytes) * (1.0 / 128.0)
-    d0 = e2m1_decode_f32(words & 0xF) * s
-    d4 = e2m1_decode_f32((words >> 16) & 0xF) * s
-    d1 = e2m1_decode_f32((words >> 4) & 0xF) * s
-    d5 = e2m1_decode_f32((words >> 20) & 0xF) * s
-    d2 = e2m1_decode_f32((words >> 8) & 0xF) * s
-    d6 = e2m1_decode_f32((words >> 24) & 0xF) * s
-    d3 = e2m1_decode_f32((words >> 12) & 0xF) * s
-    d7 = e2m1_decode_f32((words >> 28) & 0xF) * s
-    return d0, d4, d1, d5, d2, d6, d3, d7
+    return e2m1_word_pairs_times(words, e4m3_byte_to_f32(scale_bytes) * (1.0 / 128.0))
 
 
 @triton.jit

@@ -31,7 +31,7 @@ only by summation order.
 import triton
 import triton.language as tl
 
-from .fp_bits import e2m1_decode_f32, e4m3_byte_to_f32
+from .fp_bits import e2m1_word_pairs_times, e4m3_byte_to_f32
 
 # Position p of a group of 8 in the permuted order holds element PAIRED_ORDER[p].
 PAIRED_ORDER = (0, 4, 1, 5, 2, 6, 3, 7)
@@ -51,6 +51,30 @@ def fold(OP_DTYPE: tl.constexpr):
         return 128.0
 
 
+_SCALE_F16 = tl.constexpr("""
+{
+.reg .b32 t, sgn, c, two15;
+.reg .pred nan;
+mov.b32 two15, 0x78007800;
+and.b32 t, $1, 0x7F; and.b32 sgn, $1, 0x80;
+mul.lo.u32 c, t, 0x00800080; mad.lo.u32 c, sgn, 0x01000100, c;
+mul.rn.f16x2 c, c, two15;
+setp.eq.u32 nan, t, 0x7F; selp.b32 $0, 0x7E007E00, c, nan;
+}
+""")
+_SCALE_BF16 = tl.constexpr("""
+{
+.reg .b32 t, sgn, c, two119, nz;
+.reg .pred nan;
+mov.b32 two119, 0x7B007B00; mov.b32 nz, 0x80008000;
+and.b32 t, $1, 0x7F; and.b32 sgn, $1, 0x80;
+mul.lo.u32 c, t, 0x00100010; mad.lo.u32 c, sgn, 0x01000100, c;
+fma.rn.bf16x2 c, c, two119, nz; fma.rn.bf16x2 c, c, two119, nz;
+setp.eq.u32 nan, t, 0x7F; selp.b32 $0, 0x7FC07FC0, c, nan;
+}
+""")
+
+
 @triton.jit
 def scale_x2_asm(scale_bytes, OP_DTYPE: tl.constexpr):
     """E4M3 scale bytes (int32) -> the packed pair ``(s * F, s * F)`` as int32 bits, with
@@ -60,44 +84,31 @@ def scale_x2_asm(scale_bytes, OP_DTYPE: tl.constexpr):
     subnormals), times 2^15. bf16: ``(b & 0x7F) << 4`` is ``|s| * 2^-120``, times 2^119 twice.
     One integer multiply puts the bits in both halves, a multiply-add the sign bit. Bytes
     0x7F / 0xFF (NaN) give NaN, so a NaN block decodes to NaN as in the reference."""
-    if OP_DTYPE == tl.bfloat16:
-        return tl.inline_asm_elementwise(
-            asm="""
-            {
-            .reg .b32 t, sgn, c, two119, nz;
-            .reg .pred nan;
-            mov.b32 two119, 0x7B007B00; mov.b32 nz, 0x80008000;
-            and.b32 t, $1, 0x7F; and.b32 sgn, $1, 0x80;
-            mul.lo.u32 c, t, 0x00100010; mad.lo.u32 c, sgn, 0x01000100, c;
-            fma.rn.bf16x2 c, c, two119, nz; fma.rn.bf16x2 c, c, two119, nz;
-            setp.eq.u32 nan, t, 0x7F; selp.b32 $0, 0x7FC07FC0, c, nan;
-            }
-            """,
-            constraints="=r,r",
-            args=[scale_bytes],
-            dtype=tl.int32,
-            is_pure=True,
-            pack=1,
+    # The same dtype either way (int32 bits): the PTX is the only difference.
+    return tl.inline_asm_elementwise(asm=_SCALE_BF16 if OP_DTYPE == tl.bfloat16 else _SCALE_F16, constraints="=r,r",
+                                     args=[scale_bytes], dtype=tl.int32, is_pure=True, pack=1)
+
+
+def _decode_asm(shift: int, multiply: str) -> str:
+    """PTX of ``decode_words_asm``: the pair in the top nibbles of each half, then ``w << 4``,
+    ``<< 8``, ``<< 12`` for the next three; ``shift`` places the magnitude bits in the
+    format's exponent/mantissa, ``multiply`` applies the packed scale ``$9``."""
+    pairs = []
+    for step, outs in ((0, "$6, $7"), (4, "$4, $5"), (8, "$2, $3"), (12, "$0, $1")):
+        src = "$8" if step == 0 else "q"
+        pairs.append(
+            (f"shl.b32 q, $8, {step};\n" if step else "")
+            + f"and.b32 t, {src}, 0x70007000; shr.b32 t, t, {shift}; and.b32 h, {src}, 0x80008000; or.b32 h, h, t;\n"
+            + f"{multiply}; mov.b32 {{{outs}}}, h;\n"
         )
-    else:
-        return tl.inline_asm_elementwise(
-            asm="""
-            {
-            .reg .b32 t, sgn, c, two15;
-            .reg .pred nan;
-            mov.b32 two15, 0x78007800;
-            and.b32 t, $1, 0x7F; and.b32 sgn, $1, 0x80;
-            mul.lo.u32 c, t, 0x00800080; mad.lo.u32 c, sgn, 0x01000100, c;
-            mul.rn.f16x2 c, c, two15;
-            setp.eq.u32 nan, t, 0x7F; selp.b32 $0, 0x7E007E00, c, nan;
-            }
-            """,
-            constraints="=r,r",
-            args=[scale_bytes],
-            dtype=tl.int32,
-            is_pure=True,
-            pack=1,
-        )
+    return "{\n.reg .b32 q, t, h, nz;\nmov.b32 nz, 0x80008000;\n" + "".join(pairs) + "}\n"
+
+
+# fp16: magnitude to bits 11..9 (e2m1 * 2^-14), times (s * 2^7, s * 2^7).
+_DECODE_F16 = tl.constexpr(_decode_asm(3, "mul.rn.f16x2 h, h, $9"))
+# bf16: magnitude to bits 8..6 (e2m1 * 2^-126), times (s * 2^118, s * 2^118), plus -0.
+_DECODE_BF16 = tl.constexpr(_decode_asm(6, "fma.rn.bf16x2 h, h, $9, nz"))
+_DECODE_CONSTRAINTS = tl.constexpr("=h,=h,=h,=h,=h,=h,=h,=h,r,r")  # 8 halves out; the word, the scale pair in
 
 
 @triton.jit
@@ -106,70 +117,20 @@ def decode_words_asm(words, scale_x2, OP_DTYPE: tl.constexpr):
     ``e2m1 * s / fold`` in ``OP_DTYPE`` (fp16 or bf16), in the order e0, e4, e1, e5, e2, e6,
     e3, e7."""
     if OP_DTYPE == tl.bfloat16:
-        return tl.inline_asm_elementwise(
-            asm="""
-            {
-            .reg .b32 q, t, h, nz;
-            mov.b32 nz, 0x80008000;
-            and.b32 t, $8, 0x70007000; shr.b32 t, t, 6; and.b32 h, $8, 0x80008000; or.b32 h, h, t;
-            fma.rn.bf16x2 h, h, $9, nz; mov.b32 {$6, $7}, h;
-            shl.b32 q, $8, 4;
-            and.b32 t, q, 0x70007000; shr.b32 t, t, 6; and.b32 h, q, 0x80008000; or.b32 h, h, t;
-            fma.rn.bf16x2 h, h, $9, nz; mov.b32 {$4, $5}, h;
-            shl.b32 q, $8, 8;
-            and.b32 t, q, 0x70007000; shr.b32 t, t, 6; and.b32 h, q, 0x80008000; or.b32 h, h, t;
-            fma.rn.bf16x2 h, h, $9, nz; mov.b32 {$2, $3}, h;
-            shl.b32 q, $8, 12;
-            and.b32 t, q, 0x70007000; shr.b32 t, t, 6; and.b32 h, q, 0x80008000; or.b32 h, h, t;
-            fma.rn.bf16x2 h, h, $9, nz; mov.b32 {$0, $1}, h;
-            }
-            """,
-            constraints="=h,=h,=h,=h,=h,=h,=h,=h,r,r",
-            args=[words, scale_x2],
-            dtype=(tl.bfloat16,) * 8,
-            is_pure=True,
-            pack=1,
-        )
+        return tl.inline_asm_elementwise(asm=_DECODE_BF16, constraints=_DECODE_CONSTRAINTS, args=[words, scale_x2],
+                                         dtype=(tl.bfloat16,) * 8, is_pure=True, pack=1)
     else:
-        return tl.inline_asm_elementwise(
-            asm="""
-            {
-            .reg .b32 q, t, h;
-            and.b32 t, $8, 0x70007000; shr.b32 t, t, 3; and.b32 h, $8, 0x80008000; or.b32 h, h, t;
-            mul.rn.f16x2 h, h, $9; mov.b32 {$6, $7}, h;
-            shl.b32 q, $8, 4;
-            and.b32 t, q, 0x70007000; shr.b32 t, t, 3; and.b32 h, q, 0x80008000; or.b32 h, h, t;
-            mul.rn.f16x2 h, h, $9; mov.b32 {$4, $5}, h;
-            shl.b32 q, $8, 8;
-            and.b32 t, q, 0x70007000; shr.b32 t, t, 3; and.b32 h, q, 0x80008000; or.b32 h, h, t;
-            mul.rn.f16x2 h, h, $9; mov.b32 {$2, $3}, h;
-            shl.b32 q, $8, 12;
-            and.b32 t, q, 0x70007000; shr.b32 t, t, 3; and.b32 h, q, 0x80008000; or.b32 h, h, t;
-            mul.rn.f16x2 h, h, $9; mov.b32 {$0, $1}, h;
-            }
-            """,
-            constraints="=h,=h,=h,=h,=h,=h,=h,=h,r,r",
-            args=[words, scale_x2],
-            dtype=(tl.float16,) * 8,
-            is_pure=True,
-            pack=1,
-        )
+        return tl.inline_asm_elementwise(asm=_DECODE_F16, constraints=_DECODE_CONSTRAINTS, args=[words, scale_x2],
+                                         dtype=(tl.float16,) * 8, is_pure=True, pack=1)
 
 
 @triton.jit
 def decode_words_portable(words, scale_bytes, OP_DTYPE: tl.constexpr):
     """``decode_words_asm`` in plain Triton (interpreter, GPUs without the PTX): the same
     values ``e2m1 * s / fold(OP_DTYPE)`` (exact), same order, in ``OP_DTYPE``."""
-    s = e4m3_byte_to_f32(scale_bytes) * (1.0 / fold(OP_DTYPE))
-    d0 = (e2m1_decode_f32(words & 0xF) * s).to(OP_DTYPE)
-    d4 = (e2m1_decode_f32((words >> 16) & 0xF) * s).to(OP_DTYPE)
-    d1 = (e2m1_decode_f32((words >> 4) & 0xF) * s).to(OP_DTYPE)
-    d5 = (e2m1_decode_f32((words >> 20) & 0xF) * s).to(OP_DTYPE)
-    d2 = (e2m1_decode_f32((words >> 8) & 0xF) * s).to(OP_DTYPE)
-    d6 = (e2m1_decode_f32((words >> 24) & 0xF) * s).to(OP_DTYPE)
-    d3 = (e2m1_decode_f32((words >> 12) & 0xF) * s).to(OP_DTYPE)
-    d7 = (e2m1_decode_f32((words >> 28) & 0xF) * s).to(OP_DTYPE)
-    return d0, d4, d1, d5, d2, d6, d3, d7
+    d0, d4, d1, d5, d2, d6, d3, d7 = e2m1_word_pairs_times(words, e4m3_byte_to_f32(scale_bytes) * (1.0 / fold(OP_DTYPE)))
+    return (d0.to(OP_DTYPE), d4.to(OP_DTYPE), d1.to(OP_DTYPE), d5.to(OP_DTYPE), d2.to(OP_DTYPE), d6.to(OP_DTYPE),
+            d3.to(OP_DTYPE), d7.to(OP_DTYPE))
 
 
 @triton.jit
