@@ -17,6 +17,12 @@
 #       half2tests: tests/gpu/test_gemv_half2_gpu.py, every small-M candidate, compile and CUDA graphs
 #       paired:    tests/gpu/test_paired_decode_gpu.py, then bench_linear.py --paired-ab (W4A4 with the
 #                  paired decode on and off beside bf16, M = 1, 4, 16, 64, 128 unless MS is set)
+# The next device session (plan of 2026-12-07, ~21 of its 30 minutes), one call each:
+#   STEPS=paired scripts/device_check.sh                       (paired-decode GPU tests + its A/B, ~4 min)
+#   STEPS=bench SHAPES=8b TAG=8b scripts/device_check.sh       (full bench_linear, Llama-8B shapes, ~5 min)
+#   STEPS=bench SHAPES=70b TAG=70b scripts/device_check.sh     (the 70B shapes, ~5 min)
+#   scripts/gpu_suite.sh                                       (every GPU test + the NCCL selfcheck, ~7 min)
+# then: python benchmarks/bench_linear.py report <the two CSVs> --name bench_linear_h100
 # Writes logs and CSVs under $OUT (the device tool's output folder) or ./device_out.
 set -u -o pipefail
 OUT=${OUT:-device_out}
@@ -42,7 +48,7 @@ for step in $STEPS; do
   case $step in
     tests) timeout ${TEST_TIMEOUT:-240} python3 -m pytest -q -p no:cacheprovider tests/gpu -x 2>&1 | tee "$OUT/gpu_tests.log" | tail -25 ;;
     tune)  timeout ${TUNE_TIMEOUT:-150} python3 benchmarks/tune_small_m.py ${TUNE_ARGS:-} 2>&1 | tee "$OUT/tune.log" | grep -E "BEST|FAILED" ;;
-    bench) timeout ${BENCH_TIMEOUT:-400} python3 benchmarks/bench_linear.py run --shapes "$SHAPES" ${MS:+--ms "$MS"} ${BENCH_ARGS:---paired-ab} --out "$OUT/bench_$TAG.csv" 2>&1 | tee "$OUT/bench_$TAG.log" | tail -${BENCH_TAIL:-40} ;;
+    bench) timeout ${BENCH_TIMEOUT:-560} python3 benchmarks/bench_linear.py run --shapes "$SHAPES" ${MS:+--ms "$MS"} ${BENCH_ARGS:---paired-ab} --out "$OUT/bench_$TAG.csv" 2>&1 | tee "$OUT/bench_$TAG.log" | tail -${BENCH_TAIL:-40} ;;
     half2tests) timeout ${HALF2_TEST_TIMEOUT:-240} python3 -m pytest -q --tb=short -p no:cacheprovider -m gpu tests/gpu/test_gemv_half2_gpu.py \
                  tests/gpu/test_triton_gpu.py -k "${HALF2_TEST_K:-half2 or small_m_candidate or torch_compile or cuda_graph}" \
                  2>&1 | tee "$OUT/half2_tests.log" | tail -25 ;;
