@@ -15,18 +15,17 @@ their E4M3 scale bytes, and the activation tile:
 * otherwise: int8 ``2 * e2m1`` values and fp32 block scales written by
   ``activation_quant`` (``OUT_INT8``).
 
-Split-K without a second launch (``SPLIT_K > 1``): every program stores its fp32 partial
-sums, then takes a ticket from a per-N-tile counter (``atomic_add``, acq_rel, gpu scope); the
-program that arrives last sums the ``SPLIT_K`` partials in split order (so the result does
-not depend on which program was last), applies the epilogue and resets the counter to 0
-for the next launch. Epilogue as everywhere: ``acc * alpha`` in fp32, cast, ``+ bias``.
+Split-K without a second launch (``SPLIT_K > 1``): the last program of each N tile sums the
+partials in split order and applies the epilogue (``splitk_ticket.finish_rows``). Epilogue
+as everywhere: ``acc * alpha`` in fp32, cast, ``+ bias``.
 """
 
 import triton
 import triton.language as tl
 
-from .fp_bits import e2m1_twice, linear_epilogue, quantize_groups, safe_reciprocal
+from .fp_bits import e2m1_twice, quantize_groups, safe_reciprocal
 from .grid_dependency import wait_for_previous_grid
+from .splitk_ticket import finish_rows
 from .int_dot import (
     e4m3_byte_to_f32_times_2m8, fp4_word_to_int8, group_int_dot, group_int_dot_signed, load_lut, signed_int8_words,
 )
@@ -72,28 +71,6 @@ def _row_terms(p0, p1, p2, p3, n0, n1, n2, n3, sw, x0, x1, x2, x3, sx, SIGNED: t
     else:
         i = group_int_dot(p0, p1, p2, p3, n0, n1, n2, n3, x0[None, :], x1[None, :], x2[None, :], x3[None, :], USE_ASM)
     return i.to(tl.float32) * (sw * sx[None, :])
-
-
-@triton.jit
-def _row_sum(acc0, acc1, acc2, acc3, r: tl.constexpr):
-    """Row ``r``'s fp32 sum over the group columns of its accumulator."""
-    acc = acc0
-    if r == 1:
-        acc = acc1
-    elif r == 2:
-        acc = acc2
-    elif r == 3:
-        acc = acc3
-    return tl.sum(acc, axis=1)
-
-
-@triton.jit
-def _epilogue_store(y, r, offs_n, n_mask, M, N, alpha_ptr, bias_ptr, out_ptr,
-                    HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr):
-    alpha = tl.load(alpha_ptr + offs_n, mask=n_mask, other=0.0)
-    bias = tl.load(bias_ptr + offs_n, mask=n_mask & HAS_BIAS, other=0.0)
-    o = linear_epilogue(y, alpha, bias, out_ptr.dtype.element_ty, HAS_BIAS, INTERPRET)
-    tl.store(out_ptr + r * N + offs_n.to(tl.int64), o, mask=n_mask & (r < M))
 
 
 @triton.jit
@@ -166,26 +143,9 @@ def _gemv_dp4a_body(
         w_ptrs += G
         ws_ptrs += G
 
-    n_mask = offs_n < N
-    n64 = offs_n.to(tl.int64)
-    for r in tl.static_range(ROWS):
-        y = _row_sum(acc0, acc1, acc2, acc3, r)
-        if SPLIT_K == 1:
-            _epilogue_store(y * TERM_CORRECTION, r, offs_n, n_mask, M, N, alpha_ptr, bias_ptr, out_ptr, HAS_BIAS, INTERPRET)
-        else:
-            tl.store(partial_ptr + (pid_k.to(tl.int64) * ROWS + r) * N + n64, y, mask=n_mask)
-    if SPLIT_K > 1:
-        # Every thread's partials are stored before this program takes its ticket (CTA
-        # barrier, then a gpu-scope release); the last program acquires all of them.
-        tl.debug_barrier()
-        ticket = tl.atomic_add(counter_ptr + pid_n, 1, sem="acq_rel", scope="gpu")
-        if ticket == SPLIT_K - 1:
-            for r in tl.static_range(ROWS):
-                y = tl.zeros((BLOCK_N,), dtype=tl.float32)
-                for s in range(0, SPLIT_K):  # fixed order: deterministic
-                    y += tl.load(partial_ptr + (s * ROWS + r) * N + n64, mask=n_mask, other=0.0, cache_modifier=".cg")
-                _epilogue_store(y * TERM_CORRECTION, r, offs_n, n_mask, M, N, alpha_ptr, bias_ptr, out_ptr, HAS_BIAS, INTERPRET)
-            tl.store(counter_ptr + pid_n, 0)  # ready for the next launch
+    finish_rows(tl.sum(acc0, axis=1), tl.sum(acc1, axis=1), tl.sum(acc2, axis=1), tl.sum(acc3, axis=1), TERM_CORRECTION,
+                pid_n, pid_k, offs_n, M, N, SPLIT_K, alpha_ptr, bias_ptr, out_ptr, partial_ptr, counter_ptr, ROWS,
+                HAS_BIAS, INTERPRET)
 
 
 @triton.jit

@@ -37,8 +37,9 @@ equals the reference up to fp32 summation order.
 import triton
 import triton.language as tl
 
-from .fp_bits import e2m1_word_pairs_times, e4m3_byte_to_f32, linear_epilogue
+from .fp_bits import e2m1_word_pairs_times, e4m3_byte_to_f32
 from .grid_dependency import wait_for_previous_grid
+from .splitk_ticket import finish_rows
 
 # The weight products carry 2^-7 (see the module docstring); the sum gets it back exactly.
 SCALE_FOLD = tl.constexpr(128.0)
@@ -119,25 +120,6 @@ def _row_products(acc, x_ptr, r, k0, M, K, stride_xm, words_idx, d0, d4, d1, d5,
 
 
 @triton.jit
-def _store_rows(y0, y1, y2, y3, offs_n, n_mask, M, N, alpha_ptr, bias_ptr, out_ptr, ROWS: tl.constexpr,
-                HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr):
-    alpha = tl.load(alpha_ptr + offs_n, mask=n_mask, other=0.0)
-    bias = tl.load(bias_ptr + offs_n, mask=n_mask & HAS_BIAS, other=0.0)
-    n64 = offs_n.to(tl.int64)
-    out_dtype: tl.constexpr = out_ptr.dtype.element_ty
-    for r in tl.static_range(ROWS):
-        y = y0
-        if r == 1:
-            y = y1
-        elif r == 2:
-            y = y2
-        elif r == 3:
-            y = y3
-        o = linear_epilogue(y * SCALE_FOLD, alpha, bias, out_dtype, HAS_BIAS, INTERPRET)
-        tl.store(out_ptr + r * N + n64, o, mask=n_mask & (r < M))
-
-
-@triton.jit
 def _gemv_half2_body(
     x_ptr, w_ptr, ws_ptr, alpha_ptr, bias_ptr, out_ptr, partial_ptr, counter_ptr,
     M, N, K, stride_xm, stride_wn, stride_ws, TILES_PER_SPLIT, SPLIT_K,
@@ -183,42 +165,9 @@ def _gemv_half2_body(
         w_ptrs += W
         ws_ptrs += BLOCK_K // 16
 
-    y0 = tl.sum(acc0, axis=1)
-    y1 = tl.sum(acc1, axis=1)
-    y2 = tl.sum(acc2, axis=1)
-    y3 = tl.sum(acc3, axis=1)
-    n_mask = offs_n < N
-    if SPLIT_K == 1:
-        _store_rows(y0, y1, y2, y3, offs_n, n_mask, M, N, alpha_ptr, bias_ptr, out_ptr, ROWS, HAS_BIAS, INTERPRET)
-    else:
-        n64 = offs_n.to(tl.int64)
-        base = partial_ptr + pid_k.to(tl.int64) * ROWS * N + n64
-        tl.store(base, y0, mask=n_mask)
-        if ROWS > 1:
-            tl.store(base + N, y1, mask=n_mask)
-        if ROWS > 2:
-            tl.store(base + 2 * N, y2, mask=n_mask)
-            tl.store(base + 3 * N, y3, mask=n_mask)
-        # Every thread's partials are stored before this program takes its ticket (CTA
-        # barrier, then a gpu-scope release); the last program acquires all of them and sums
-        # the splits in split order, so the result does not depend on which one was last.
-        tl.debug_barrier()
-        ticket = tl.atomic_add(counter_ptr + pid_n, 1, sem="acq_rel", scope="gpu")
-        if ticket == SPLIT_K - 1:
-            y0 = tl.zeros((BLOCK_N,), dtype=tl.float32)
-            y1 = tl.zeros((BLOCK_N,), dtype=tl.float32)
-            y2 = tl.zeros((BLOCK_N,), dtype=tl.float32)
-            y3 = tl.zeros((BLOCK_N,), dtype=tl.float32)
-            for s in range(0, SPLIT_K):  # fixed order: deterministic
-                p = partial_ptr + s * ROWS * N + n64
-                y0 += tl.load(p, mask=n_mask, other=0.0, cache_modifier=".cg")
-                if ROWS > 1:
-                    y1 += tl.load(p + N, mask=n_mask, other=0.0, cache_modifier=".cg")
-                if ROWS > 2:
-                    y2 += tl.load(p + 2 * N, mask=n_mask, other=0.0, cache_modifier=".cg")
-                    y3 += tl.load(p + 3 * N, mask=n_mask, other=0.0, cache_modifier=".cg")
-            _store_rows(y0, y1, y2, y3, offs_n, n_mask, M, N, alpha_ptr, bias_ptr, out_ptr, ROWS, HAS_BIAS, INTERPRET)
-            tl.store(counter_ptr + pid_n, 0)  # ready for the next launch
+    finish_rows(tl.sum(acc0, axis=1), tl.sum(acc1, axis=1), tl.sum(acc2, axis=1), tl.sum(acc3, axis=1), SCALE_FOLD,
+                pid_n, pid_k, offs_n, M, N, SPLIT_K, alpha_ptr, bias_ptr, out_ptr, partial_ptr, counter_ptr, ROWS,
+                HAS_BIAS, INTERPRET)
 
 
 @triton.jit
