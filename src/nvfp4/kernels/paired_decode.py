@@ -26,6 +26,11 @@ terms as long as both operands share it: the activation operand is either writte
 order by ``activation_quant`` (``PAIRED_OPERAND``) or permuted by the GEMM in registers
 (``PAIRED_IN_KERNEL``, ``pair_permute_k``); the fp32 sum differs from the natural order's
 only by summation order.
+
+Range: the products carry 2^-7 (2^-8) in the fp32 sum, so a product ``|a * w|`` below 2^-119
+(2^-118), possible only for bf16 activations under ~2^-108 (W4A16), is rounded as an fp32
+subnormal where the reference keeps it normal, as in ``gemv_half2.py``; W4A4 operands (at
+least 2^-10) and fp16 activations cannot get there.
 """
 
 import triton
