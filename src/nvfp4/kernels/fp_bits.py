@@ -301,3 +301,24 @@ def linear_epilogue(acc, alpha, bias, OUT_DTYPE: tl.constexpr, HAS_BIAS: tl.cons
     if HAS_BIAS:
         y = cast_output(y.to(tl.float32) + bias.to(tl.float32), OUT_DTYPE, INTERPRET)
     return y
+
+
+@triton.jit
+def store_output_tile(acc, offs_n, offs_m, M, N, pid_k, out_ptr, partial_ptr, alpha_ptr, bias_ptr,
+                      WRITE_PARTIAL: tl.constexpr, HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr):
+    """Store an fp32 ``acc[BLOCK_N, BLOCK_M]`` (weight rows by activation rows) of ``out[M, N]``:
+    raw into split ``pid_k``'s slice of ``partial[SPLIT_K, M, N]`` when ``WRITE_PARTIAL`` (the
+    split-K reduction applies the epilogue later), else through ``linear_epilogue``."""
+    n_mask = offs_n < N
+    m_mask = offs_m < M
+    out_mask = n_mask[:, None] & m_mask[None, :]
+    m64 = offs_m.to(tl.int64)
+    n64 = offs_n.to(tl.int64)
+    if WRITE_PARTIAL:
+        base = partial_ptr + pid_k.to(tl.int64) * M * N
+        tl.store(base + m64[None, :] * N + n64[:, None], acc, mask=out_mask)
+    else:
+        alpha = tl.load(alpha_ptr + offs_n, mask=n_mask, other=0.0)
+        bias = tl.load(bias_ptr + offs_n, mask=n_mask & HAS_BIAS, other=0.0)
+        y = linear_epilogue(acc, alpha[:, None], bias[:, None], out_ptr.dtype.element_ty, HAS_BIAS, INTERPRET)
+        tl.store(out_ptr + m64[None, :] * N + n64[:, None], y, mask=out_mask)

@@ -40,7 +40,7 @@ partials; ``splitk_reduce`` sums them in a fixed order and applies the same epil
 import triton
 import triton.language as tl
 
-from .fp_bits import dequantize_fp4_tile, fake_quantize_groups, linear_epilogue, safe_reciprocal
+from .fp_bits import dequantize_fp4_tile, fake_quantize_groups, safe_reciprocal, store_output_tile
 from .grid_dependency import wait_for_previous_grid
 from .paired_decode import PAIRED_IN_KERNEL, dequantize_fp4_words_paired, fold, pair_permute_k
 
@@ -160,19 +160,8 @@ def _gemm_body(
         acc = tl.trans(acc)  # [BLOCK_N, BLOCK_M] for the shared epilogue (once per program)
     if PAIRED_K:
         acc = acc * fold(OP_DTYPE)  # exact: a power of two
-    n_mask = offs_n < N
-    m_mask = offs_m < M
-    out_mask = n_mask[:, None] & m_mask[None, :]
-    m64 = offs_m.to(tl.int64)
-    n64 = offs_n.to(tl.int64)
-    if WRITE_PARTIAL:
-        base = partial_ptr + pid_k.to(tl.int64) * M * N
-        tl.store(base + m64[None, :] * N + n64[:, None], acc, mask=out_mask)
-    else:
-        alpha = tl.load(alpha_ptr + offs_n, mask=n_mask, other=0.0)
-        bias = tl.load(bias_ptr + offs_n, mask=n_mask & HAS_BIAS, other=0.0)
-        y = linear_epilogue(acc, alpha[:, None], bias[:, None], out_ptr.dtype.element_ty, HAS_BIAS, INTERPRET)
-        tl.store(out_ptr + m64[None, :] * N + n64[:, None], y, mask=out_mask)
+    store_output_tile(acc, offs_n, offs_m, M, N, pid_k, out_ptr, partial_ptr, alpha_ptr, bias_ptr,
+                      WRITE_PARTIAL, HAS_BIAS, INTERPRET)
 
 
 @triton.jit

@@ -54,7 +54,7 @@ the benchmark measures both.
 import triton
 import triton.language as tl
 
-from .fp_bits import linear_epilogue
+from .fp_bits import store_output_tile
 
 E2M1_TIMES_2M14 = tl.constexpr(16384.0)  # 2^14: what the bit-placement decode leaves out
 
@@ -224,19 +224,8 @@ def _decode_gemm_body(
 
     if not X_BF16:
         acc = acc * E2M1_TIMES_2M14  # exact: a power of two on normal fp32 values
-    n_mask = offs_n < N
-    m_mask = offs_m < M
-    out_mask = n_mask[:, None] & m_mask[None, :]
-    m64 = offs_m.to(tl.int64)
-    n64 = offs_n.to(tl.int64)
-    if WRITE_PARTIAL:
-        base = partial_ptr + pid_k.to(tl.int64) * M * N
-        tl.store(base + m64[None, :] * N + n64[:, None], acc, mask=out_mask)
-    else:
-        alpha = tl.load(alpha_ptr + offs_n, mask=n_mask, other=0.0)
-        bias = tl.load(bias_ptr + offs_n, mask=n_mask & HAS_BIAS, other=0.0)
-        y = linear_epilogue(acc, alpha[:, None], bias[:, None], out_ptr.dtype.element_ty, HAS_BIAS, INTERPRET)
-        tl.store(out_ptr + m64[None, :] * N + n64[:, None], y, mask=out_mask)
+    store_output_tile(acc, offs_n, offs_m, M, N, pid_k, out_ptr, partial_ptr, alpha_ptr, bias_ptr,
+                      WRITE_PARTIAL, HAS_BIAS, INTERPRET)
 
 
 @triton.jit
