@@ -286,6 +286,36 @@ def _bucket(m: int) -> str:
     return "M<=16" if m <= 16 else ("M=32..64" if m <= 64 else ("M=128" if m == 128 else ("M=256..1024" if m < 2048 else "M>=2048")))
 
 
+def promote_variant(rows: list[dict], spec: str) -> str:
+    """``--promote _paired=_natural``: the A/B rows ``w4a4_paired`` / ``w4a16_paired`` become the
+    headline ``w4a4`` / ``w4a16`` rows (a setting made the default after the run), and the rows
+    the run timed as its default are renamed ``w4a4_natural`` / ``w4a16_natural`` (only where both
+    exist, shape by shape and M by M). The CSV keeps each row's note (the setting it ran with),
+    and the speedup over the reference is recomputed for the promoted rows. Returns the line the
+    report prints about it."""
+    variant, sep, demoted = spec.partition("=")
+    if not (sep and variant and demoted):
+        raise SystemExit(f"--promote: expected VARIANT=DEMOTED such as _paired=_natural, got {spec!r}")
+    index = {(r["shape"], r["m"], r["impl"]): r for r in rows}
+    swapped = 0
+    for base in ("w4a4", "w4a16"):
+        for (shape, m, impl), row in list(index.items()):
+            if impl != base + variant or (shape, m, base) not in index:
+                continue
+            index[(shape, m, base)]["impl"] = base + demoted
+            row["impl"] = base
+            ref = index.get((shape, m, "reference"))
+            if base == "w4a4":
+                for r in (row, index[(shape, m, base)]):
+                    r["speedup_vs_reference"] = f"{float(ref['time_us']) / float(r['time_us']):.2f}" if ref else ""
+            swapped += 1
+    if not swapped:
+        raise SystemExit(f"--promote {spec}: no rows named w4a4{variant} / w4a16{variant} beside their defaults")
+    return (f"Rows timed as `w4a4{variant}` / `w4a16{variant}` (see each CSV row's note for the setting) are shown "
+            f"as W4A4 / W4A16, the setting being the default now; the run's own default rows are listed as "
+            f"`w4a4{demoted}` / `w4a16{demoted}` ({swapped} pairs).")
+
+
 def report(args) -> None:
     rows = []
     for path in args.csv:
@@ -293,6 +323,7 @@ def report(args) -> None:
             rows += list(csv.DictReader(fh))
     if not rows:
         raise SystemExit("no rows")
+    promoted = promote_variant(rows, args.promote) if args.promote else ""
     meta = rows[0]
     by = {(r["shape"], int(r["m"]), r["impl"]): r for r in rows}
     shapes = [s for s in SHAPES if any(k[0] == s for k in by)]
@@ -304,6 +335,7 @@ def report(args) -> None:
         "Medians of `triton.testing.do_bench` over CUDA graphs (GPU time); weights rotated out of L2.",
         "Speedup = bf16 `F.linear` time / NVFP4 time (same run). `ref x` = reference backend time / Triton W4A4",
         "time (reference measured only at some M; blank = not measured, it is far slower).",
+        *([promoted] if promoted else []),
         "",
         "## Median speedup vs bf16 over the shapes, per M",
         "",
@@ -416,6 +448,9 @@ def main(argv=None) -> None:
     p.add_argument("csv", nargs="+")
     p.add_argument("--out-dir", default=os.path.join(os.path.dirname(__file__), "results"))
     p.add_argument("--name", default="bench_linear")
+    p.add_argument("--promote", default="", metavar="VARIANT=DEMOTED",
+                   help="show the A/B rows w4a4VARIANT / w4a16VARIANT as W4A4 / W4A16 and the run's default rows as "
+                        "w4a4DEMOTED / w4a16DEMOTED (e.g. _paired=_natural: a setting made default after the run)")
     args = parser.parse_args(argv)
     if getattr(args, "log_tuner", False):
         import logging

@@ -17,12 +17,12 @@
 #       half2tests: tests/gpu/test_gemv_half2_gpu.py, every small-M candidate, compile and CUDA graphs
 #       paired:    tests/gpu/test_paired_decode_gpu.py, then bench_linear.py --paired-ab (W4A4 with the
 #                  paired decode on and off beside bf16, M = 1, 4, 16, 64, 128 unless MS is set)
-# The next device session (plan of 2026-12-07, ~21 of its 30 minutes), one call each:
-#   STEPS=paired scripts/device_check.sh                       (paired-decode GPU tests + its A/B, ~4 min)
-#   STEPS=bench SHAPES=8b TAG=8b scripts/device_check.sh       (full bench_linear, Llama-8B shapes, ~5 min)
-#   STEPS=bench SHAPES=70b TAG=70b scripts/device_check.sh     (the 70B shapes, ~5 min)
-#   scripts/gpu_suite.sh                                       (every GPU test + the NCCL selfcheck, ~7 min)
-# then: python benchmarks/bench_linear.py report <the two CSVs> --name bench_linear_h100
+# The next device session (plan of 2026-12-07, after the full H100 run), one call each:
+#   STEPS=tests TEST_FILES="tests/gpu/test_paired_decode_gpu.py tests/gpu/test_gemv_half2_gpu.py tests/test_hf_gpu.py
+#     tests/test_tp_gpu.py tests/test_demo.py" TEST_TIMEOUT=500 scripts/gpu_suite.sh      (~50 tests)
+#   STEPS="tests tp" TEST_FILES=tests/gpu/test_triton_gpu.py TEST_TIMEOUT=480 scripts/gpu_suite.sh   (89 tests + NCCL)
+# (the integer-dot and decode-v2 GPU tests passed on the H100 on 2026-12-07 with the current code:
+#  raw/h100_gpu_tests_suite_cut.log), then the act-quant operand timings: STEPS=decode.
 # Writes logs and CSVs under $OUT (the device tool's output folder) or ./device_out.
 set -u -o pipefail
 OUT=${OUT:-device_out}

@@ -25,7 +25,7 @@ Operand orientation (``W_AS_B``):
 
 The small-M launcher times both orientations per shape (``ops.launch.small_m_candidates``).
 
-``PAIRED_K`` (``paired_decode.py``, opt-in ``NVFP4_TRITON_PAIRED_K=on``): the weight is
+``PAIRED_K`` (``paired_decode.py``, default; ``NVFP4_TRITON_PAIRED_K=off`` turns it off): the weight is
 decoded as whole int32 words, pairs straight into fp16x2/bf16x2 registers with the block
 scale in the same multiply, K permuted inside groups of 8 and the activation tile in the same
 order (permuted here in registers, or written so by ``activation_quant``); 4.2-7.0 SASS

@@ -69,7 +69,7 @@ DECODE_ENV = "NVFP4_TRITON_DECODE"  # "asm" (default on GPUs) or "portable"
 # The small-M tensor-core GEMM with the paired weight decode and a K-permuted activation
 # (kernels/paired_decode.py, paired_mode): "on" or "off".
 PAIRED_K_ENV = "NVFP4_TRITON_PAIRED_K"
-PAIRED_K_DEFAULT = False  # opt-in until measured on a GPU (docs/performance.md)
+PAIRED_K_DEFAULT = True  # H100: 1.04-1.30x the natural decode at M = 5..128, never slower (docs/performance.md)
 PAIRED_IN_KERNEL_M_MAX = 32  # paired_mode
 # The kernel's PAIRED_K values as plain ints (they are Triton constexprs there).
 PAIRED_OFF, PAIRED_OPERAND, PAIRED_IN_KERNEL = (
@@ -437,7 +437,7 @@ def dequantize_weight(w_packed, w_scale_u8, dtype: torch.dtype, out: torch.Tenso
 
 def paired_mode(m: int, quantized: bool) -> int:
     """The GEMM's ``PAIRED_K`` for a small-M linear of M rows (``kernels/paired_decode.py``;
-    only with ``NVFP4_TRITON_PAIRED_K=on`` until it is timed on a GPU). From the compiled sm_90 K loops
+    on unless ``NVFP4_TRITON_PAIRED_K=off``). From the compiled sm_90 K loops
     (``tests/test_triton_compile.py``): up to 32 rows (16/32-row tiles) the GEMM permutes the
     natural-order activation tile in registers (``PAIRED_IN_KERNEL``), cheaper than a
     permuted operand through cp.async; above, the W4A4 activation kernel writes the operand

@@ -113,7 +113,9 @@ def tuned_override(x, w_packed, w_scale, gx, alpha, bias, out_dtype=None) -> dic
     n = w_packed.shape[0]
     if launch.interpreting():
         return candidates(m)[0]
-    key = (m, n, k, x.dtype, out_dtype, dp4a_mode(), x.device.index)
+    # The paired-decode setting changes FLOAT_PATH's speed, so a choice made under one setting
+    # is not reused under the other (bench_linear.py --paired-ab flips it in one process).
+    key = (m, n, k, x.dtype, out_dtype, dp4a_mode(), launch.paired_mode(m, True), x.device.index)
     choice = tuning.cached(_CHOICE, key)
     if choice is not None:
         return choice
