@@ -46,20 +46,20 @@ python3 -c "import torch, triton; print(torch.cuda.get_device_name(), torch.__ve
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,power.draw --format=csv >> "$OUT/env.txt" 2>&1
 for step in $STEPS; do
   case $step in
-    tests) timeout ${TEST_TIMEOUT:-240} python3 -m pytest -q -p no:cacheprovider tests/gpu -x 2>&1 | tee "$OUT/gpu_tests.log" | tail -25 ;;
+    tests) timeout -s INT -k 30 ${TEST_TIMEOUT:-240} python3 -m pytest -q -p no:cacheprovider tests/gpu -x 2>&1 | tee "$OUT/gpu_tests.log" | tail -25 ;;
     tune)  timeout ${TUNE_TIMEOUT:-150} python3 benchmarks/tune_small_m.py ${TUNE_ARGS:-} 2>&1 | tee "$OUT/tune.log" | grep -E "BEST|FAILED" ;;
     bench) timeout ${BENCH_TIMEOUT:-560} python3 benchmarks/bench_linear.py run --shapes "$SHAPES" ${MS:+--ms "$MS"} ${BENCH_ARGS:---paired-ab} --out "$OUT/bench_$TAG.csv" 2>&1 | tee "$OUT/bench_$TAG.log" | tail -${BENCH_TAIL:-40} ;;
-    half2tests) timeout ${HALF2_TEST_TIMEOUT:-240} python3 -m pytest -q --tb=short -p no:cacheprovider -m gpu tests/gpu/test_gemv_half2_gpu.py \
+    half2tests) timeout -s INT -k 30 ${HALF2_TEST_TIMEOUT:-240} python3 -m pytest -q --tb=short -p no:cacheprovider -m gpu tests/gpu/test_gemv_half2_gpu.py \
                  tests/gpu/test_triton_gpu.py -k "${HALF2_TEST_K:-half2 or small_m_candidate or torch_compile or cuda_graph}" \
                  2>&1 | tee "$OUT/half2_tests.log" | tail -25 ;;
-    paired) timeout ${PAIRED_TEST_TIMEOUT:-150} python3 -m pytest -q --tb=short -p no:cacheprovider -m gpu tests/gpu/test_paired_decode_gpu.py \
+    paired) timeout -s INT -k 30 ${PAIRED_TEST_TIMEOUT:-150} python3 -m pytest -q --tb=short -p no:cacheprovider -m gpu tests/gpu/test_paired_decode_gpu.py \
               2>&1 | tee "$OUT/paired_tests.log" | tail -15
             timeout ${BENCH_TIMEOUT:-300} python3 benchmarks/bench_linear.py run --shapes "$SHAPES" --ms "${MS:-1,4,16,64,128}" --paired-ab \
               --no-ref --eager-shape '' --out "$OUT/bench_paired_$TAG.csv" 2>&1 | tee "$OUT/bench_paired_$TAG.log" | tail -${BENCH_TAIL:-40} ;;
     decode2) timeout ${DECODE2_TIMEOUT:-170} python3 benchmarks/bench_decode_v2.py --out "$OUT/decode_v2.csv" ${DECODE2_ARGS:-} 2>&1 | tee "$OUT/decode_v2.log" | tail -45
-             timeout ${DECODE2_TEST_TIMEOUT:-60} python3 -m pytest -q --tb=line -p no:cacheprovider tests/gpu/test_decode_v2_gpu.py 2>&1 | tee "$OUT/decode_v2_tests.log" | tail -15 ;;
+             timeout -s INT -k 30 ${DECODE2_TEST_TIMEOUT:-60} python3 -m pytest -q --tb=line -p no:cacheprovider tests/gpu/test_decode_v2_gpu.py 2>&1 | tee "$OUT/decode_v2_tests.log" | tail -15 ;;
     decode) timeout ${DECODE_TIMEOUT:-110} python3 benchmarks/bench_decode_w4a4.py --out "$OUT/decode.csv" ${DECODE_ARGS:-} 2>&1 | tee "$OUT/decode.log" | tail -${DECODE_TAIL:-30} ;;
-    dp4atests) timeout ${DP4A_TEST_TIMEOUT:-90} python3 -m pytest -q --tb=short -p no:cacheprovider ${PYTEST_EXTRA:-} -m gpu tests/gpu/test_dp4a_gpu.py \
+    dp4atests) timeout -s INT -k 30 ${DP4A_TEST_TIMEOUT:-90} python3 -m pytest -q --tb=short -p no:cacheprovider ${PYTEST_EXTRA:-} -m gpu tests/gpu/test_dp4a_gpu.py \
                  tests/gpu/test_triton_gpu.py -k "${DP4A_TEST_K:-dp4a or fp8_rounding or nan_group or torch_compile or cuda_graph or (activation_quant_identical and 300) or small_m_candidate or matches_exact}" \
                  2>&1 | tee "$OUT/dp4a_tests.log" | tail -25 ;;
     profile) timeout ${PROFILE_TIMEOUT:-90} python3 benchmarks/profile_eager.py ${PROFILE_ARGS:-} 2>&1 | tee "$OUT/profile_eager.log" | grep "per eager call" ;;
