@@ -345,11 +345,12 @@ def small_m_candidates(m: int, with_gemv: bool) -> list[dict]:
 
     ``W_AS_B`` tiles first (the untuned default): the activation is the left MMA operand and
     the dequantized weight goes through shared memory as the right one, so Hopper's wgmma
-    runs asynchronously, one per K step (6.7-8 SASS instructions per weight element in the
-    compiled sm_90 loop); then the swap-AB tiles of ``small_m_config`` (weight as the
-    register operand: 16 wgmma per K step, each waited for; 12.5 instructions per element),
-    and, for M <= ``GEMV_M_MAX``, the CUDA-core GEMVs: the half2-decode tiles of
-    ``launch_gemv_half2`` and the older ``kernels/gemv.py``."""
+    runs asynchronously, one per K step (compiled sm_90 K loop: 4.2-5.2 SASS instructions per
+    weight element with the default paired decode, 6.1-8.4 with the natural one); then the
+    swap-AB tiles of ``small_m_config`` (weight as the register operand: 4.2-6.0 paired,
+    12.5-12.8 natural), and, for M <= ``GEMV_M_MAX``, the CUDA-core GEMVs: the half2-decode
+    tiles of ``launch_gemv_half2`` and the older ``kernels/gemv.py``. On the H100 the tuner
+    picked ``W_AS_B`` tiles for every Llama shape at M = 1..128 (2026-12-07 run)."""
     bm = min(_pow2_at_least(m, 16), 128)
     if bm <= 32:
         tiles = [(bm, 64, 256, 4, 3), (bm, 128, 128, 4, 3)]
