@@ -195,7 +195,8 @@ def run(args) -> None:
             w4a4_fn = ("w4a4", lambda c: ops.linear_w4a4(x, c[0], c[1], gx, alpha, None, alpha_s))
             w4a16_fn = ("w4a16", lambda c: ops.linear_w4a16(x, c[0], c[1], alpha16, None, alpha16_s))
             if args.pdl and m <= args.pdl_max_m:
-                variant("NVFP4_TRITON_PDL", "_pdl", (w4a4_fn, w4a16_fn))
+                for mode in args.pdl.split(","):  # "on" -> rows w4a4_pdl, "late" -> w4a4_pdl_late
+                    variant("NVFP4_TRITON_PDL", "_pdl" if mode == "on" else f"_pdl_{mode}", (w4a4_fn, w4a16_fn), mode)
             if args.paired_ab and m <= SPLITK_M_MAX:  # the paired decode's setting flipped
                 if PAIRED_K_DEFAULT:
                     variant(PAIRED_K_ENV, "_natural", (w4a4_fn, w4a16_fn), "off")
@@ -436,8 +437,9 @@ def main(argv=None) -> None:
     r.add_argument("--ref-ms", default="", help=f"M values at which the slow reference backend is timed (default {REF_MS})")
     r.add_argument("--no-ref", action="store_true")
     r.add_argument("--eager-shape", default="8b_o", help="shape whose eager per-call wall time is measured ('' to skip)")
-    r.add_argument("--pdl", action="store_true",
-                   help="also time W4A4/W4A16 with NVFP4_TRITON_PDL=on (rows w4a4_pdl, w4a16_pdl; M <= --pdl-max-m)")
+    r.add_argument("--pdl", nargs="?", const="on", default="", metavar="MODES",
+                   help="also time W4A4/W4A16 with NVFP4_TRITON_PDL set to each of MODES (comma-separated, "
+                        "default 'on'; 'on,late' for both): rows w4a4_pdl / w4a4_pdl_late ...; M <= --pdl-max-m")
     r.add_argument("--pdl-max-m", type=int, default=128)
     r.add_argument("--paired-ab", action="store_true",
                    help="also time W4A4 and W4A16 with NVFP4_TRITON_PAIRED_K flipped from its default (rows "

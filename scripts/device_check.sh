@@ -15,6 +15,8 @@
 #                  EAGER_LAYERS decoder layers: bf16 vs NVFP4, eager graphs off / on)
 #       tp1:       the NCCL tensor-parallel selfcheck at world size 1 (scripts/tp_nccl_check.sh)
 #       half2tests: tests/gpu/test_gemv_half2_gpu.py, every small-M candidate, compile and CUDA graphs
+#       actquant:  benchmarks/bench_act_quant.py (the activation kernel's rows x warps in its three outputs, < 1 min)
+#       pdl:       the PDL GPU test (early and late signal), then bench_linear.py --pdl on,late at M <= 64
 #       paired:    tests/gpu/test_paired_decode_gpu.py, then bench_linear.py --paired-ab (W4A4 with the
 #                  paired decode on and off beside bf16, M = 1, 4, 16, 64, 128 unless MS is set)
 # The next device session (plan of 2026-12-07, after the full H100 run), one call each:
@@ -22,7 +24,9 @@
 #     tests/test_tp_gpu.py tests/test_demo.py" TEST_TIMEOUT=500 scripts/gpu_suite.sh      (~50 tests)
 #   STEPS="tests tp" TEST_FILES=tests/gpu/test_triton_gpu.py TEST_TIMEOUT=480 scripts/gpu_suite.sh   (89 tests + NCCL)
 # (the integer-dot and decode-v2 GPU tests passed on the H100 on 2026-12-07 with the current code:
-#  raw/h100_gpu_tests_suite_cut.log), then the act-quant operand timings: STEPS=decode.
+#  raw/h100_gpu_tests_suite_cut.log), then STEPS="actquant pdl" (the activation kernel's tile sweep, < 1 min;
+#  the late PDL signal: GPU test + timing, ~5 min),
+#  then the act-quant operand timings: STEPS=decode.
 # Writes logs and CSVs under $OUT (the device tool's output folder) or ./device_out.
 set -u -o pipefail
 OUT=${OUT:-device_out}
@@ -56,6 +60,12 @@ for step in $STEPS; do
               2>&1 | tee "$OUT/paired_tests.log" | tail -15
             timeout ${BENCH_TIMEOUT:-300} python3 benchmarks/bench_linear.py run --shapes "$SHAPES" --ms "${MS:-1,4,16,64,128}" --paired-ab \
               --no-ref --eager-shape '' --out "$OUT/bench_paired_$TAG.csv" 2>&1 | tee "$OUT/bench_paired_$TAG.log" | tail -${BENCH_TAIL:-40} ;;
+    actquant) timeout ${ACTQ_TIMEOUT:-150} python3 benchmarks/bench_act_quant.py --out "$OUT/act_quant_$TAG.csv" 2>&1 \
+             | tee "$OUT/act_quant_$TAG.log" | tail -${ACTQ_TAIL:-95} ;;
+    pdl)   timeout -s INT -k 30 ${PDL_TEST_TIMEOUT:-150} python3 -m pytest -q --tb=short -p no:cacheprovider -m gpu \
+             tests/gpu/test_triton_gpu.py -k pdl 2>&1 | tee "$OUT/pdl_tests.log" | tail -8
+           timeout ${BENCH_TIMEOUT:-300} python3 benchmarks/bench_linear.py run --shapes "$SHAPES" --ms "${MS:-1,2,4,8,16,32,64}" \
+             --pdl on,late --no-ref --eager-shape '' --out "$OUT/bench_pdl_$TAG.csv" 2>&1 | tee "$OUT/bench_pdl_$TAG.log" | tail -${BENCH_TAIL:-40} ;;
     decode2) timeout ${DECODE2_TIMEOUT:-170} python3 benchmarks/bench_decode_v2.py --out "$OUT/decode_v2.csv" ${DECODE2_ARGS:-} 2>&1 | tee "$OUT/decode_v2.log" | tail -45
              timeout -s INT -k 30 ${DECODE2_TEST_TIMEOUT:-60} python3 -m pytest -q --tb=line -p no:cacheprovider tests/gpu/test_decode_v2_gpu.py 2>&1 | tee "$OUT/decode_v2_tests.log" | tail -15 ;;
     decode) timeout ${DECODE_TIMEOUT:-110} python3 benchmarks/bench_decode_w4a4.py --out "$OUT/decode.csv" ${DECODE_ARGS:-} 2>&1 | tee "$OUT/decode.log" | tail -${DECODE_TAIL:-30} ;;

@@ -101,6 +101,8 @@ def test_pdl_options_env(monkeypatch):
     monkeypatch.setattr(launch, "_has_pdl", lambda index: index == 0)  # "device 0 is a Hopper"
     assert launch.pdl_options(torch.device("cuda", 0)) == {"PDL": True, "launch_pdl": True}
     assert launch.pdl_options(torch.device("cuda", 1)) == {}
+    monkeypatch.setenv(launch.PDL_ENV, "late")  # signal the next kernel after the main loop
+    assert launch.pdl_options(torch.device("cuda", 0)) == {"PDL": 2, "launch_pdl": True}
     monkeypatch.setenv(launch.PDL_ENV, "sometimes")
     with pytest.raises(ValueError, match="NVFP4_TRITON_PDL"):
         launch.pdl_options(torch.device("cuda", 0))

@@ -292,17 +292,29 @@ PDL_CASES = {
 }
 
 
+def _first_global_access(body: str) -> int:
+    return min(i for i in (body.find("ld.global"), body.find("cp.async"), body.find("st.global")) if i >= 0)
+
+
 @pytest.mark.parametrize("name", sorted(PDL_CASES))
-def test_programmatic_dependent_launch_only_when_asked(name):
-    """``PDL=True`` (``NVFP4_TRITON_PDL=on``): the kernel signals its dependents and waits for the
-    previous grid before anything else (``kernels/grid_dependency.py``); the default emits no
-    ``griddepcontrol`` at all (it does not exist before sm_90), and Ampere still compiles."""
+@pytest.mark.parametrize("mode", ["early", "late"])
+def test_programmatic_dependent_launch_only_when_asked(name, mode):
+    """``PDL=1`` (``NVFP4_TRITON_PDL=on``): the kernel signals its dependents and waits for the
+    previous grid before anything else (``kernels/grid_dependency.py``); ``PDL=2`` (``late``):
+    it waits before anything else and signals once, after it has read its inputs (after the
+    main loop); the default emits no ``griddepcontrol`` at all (it does not exist before
+    sm_90), and Ampere still compiles."""
     kernel, ptrs, constexprs, warps = PDL_CASES[name]
-    ptx = compile_for(HOPPER, kernel, ptrs, dict(constexprs, PDL=True), num_warps=warps).asm["ptx"]
+    pdl = 1 if mode == "early" else 2
+    ptx = compile_for(HOPPER, kernel, ptrs, dict(constexprs, PDL=pdl), num_warps=warps).asm["ptx"]
     body = ptx[ptx.index("{", ptx.index(".entry")):]
     wait = body.index("griddepcontrol.wait")
-    assert body.index("griddepcontrol.launch_dependents") < wait
-    assert "ld.global" not in body[:wait] and "st.global" not in body[:wait] and "cp.async" not in body[:wait], \
-        "a global memory access before the wait"
+    signal = body.index("griddepcontrol.launch_dependents")
+    assert body.count("griddepcontrol.wait") == 1 and body.count("griddepcontrol.launch_dependents") == 1
+    assert _first_global_access(body) > wait, "a global memory access before the wait"
+    if mode == "early":
+        assert signal < wait
+    else:
+        assert signal > _first_global_access(body), "the late signal comes before the kernel reads its inputs"
     assert "griddepcontrol" not in compile_for(HOPPER, kernel, ptrs, constexprs, num_warps=warps).asm["ptx"]
     assert "griddepcontrol" not in compile_for(AMPERE, kernel, ptrs, constexprs, num_warps=warps).asm["ptx"]

@@ -500,12 +500,14 @@ def test_eager_graphs_are_the_default_and_survive_freed_models(monkeypatch):
         gc.collect()
 
 
+@pytest.mark.parametrize("mode", ["on", "late"])
 @pytest.mark.parametrize("weight_only", [False, True])
 @pytest.mark.parametrize("m", [1, 3, 16, 100])
-def test_pdl_launches_give_the_stream_order_results(weight_only, m, monkeypatch):
-    """``NVFP4_TRITON_PDL=on``: the decode-path kernels are launched as programmatic dependents
-    (each waits for its predecessor at its top); a two-layer model gives bit-identical outputs
-    to plain launches, eagerly and replayed from a CUDA graph."""
+def test_pdl_launches_give_the_stream_order_results(weight_only, m, mode, monkeypatch):
+    """``NVFP4_TRITON_PDL=on`` / ``late``: the decode-path kernels are launched as programmatic
+    dependents (each waits for its predecessor at its top, and lets its successor be scheduled
+    at its top or after its main loop); a two-layer model gives bit-identical outputs to plain
+    launches, eagerly and replayed from a CUDA graph."""
     from nvfp4.ops import launch
 
     model = _model(weight_only=weight_only)
@@ -513,8 +515,8 @@ def test_pdl_launches_give_the_stream_order_results(weight_only, m, monkeypatch)
     monkeypatch.delenv(launch.PDL_ENV, raising=False)
     model(x)  # tune outside the comparison
     plain = model(x)
-    monkeypatch.setenv(launch.PDL_ENV, "on")
-    assert launch.pdl_options(x.device)["launch_pdl"]
+    monkeypatch.setenv(launch.PDL_ENV, mode)
+    assert launch.pdl_options(x.device) == {"PDL": 1 if mode == "on" else 2, "launch_pdl": True}
     eager = [model(x) for _ in range(3)]
     static_x = x.clone()
     graph = torch.cuda.CUDAGraph()

@@ -23,7 +23,7 @@ import triton
 import triton.language as tl
 
 from .fp_bits import e2m1_code, e2m1_round, e2m1_twice, e4m3_byte_from_value, quantize_groups, safe_reciprocal
-from .grid_dependency import wait_for_previous_grid
+from .grid_dependency import allow_dependents, wait_for_previous_grid
 from .paired_decode import pair_permute_k
 
 OUT_PACKED = 0
@@ -62,6 +62,7 @@ def activation_quant_kernel(
     scale, scaled = quantize_groups(tl.reshape(x, (BLOCK_R, G, 16)), gx, inv_gx)
     groups = pid_k * G + tl.arange(0, G)
     group_mask = row_ok & (groups[None, :] < K // 16)
+    allow_dependents(PDL)  # NVFP4_TRITON_PDL=late: the next kernel may be scheduled
     if OUT_MODE == 1:
         value = tl.reshape(e2m1_round(scaled) * scale[:, :, None], (BLOCK_R, BLOCK_K))
         if PAIRED_K:  # within groups of 8, which a thread holds whole: no data leaves it

@@ -41,7 +41,7 @@ import triton
 import triton.language as tl
 
 from .fp_bits import dequantize_fp4_tile, fake_quantize_groups, safe_reciprocal, store_output_tile
-from .grid_dependency import wait_for_previous_grid
+from .grid_dependency import allow_dependents, wait_for_previous_grid
 from .paired_decode import PAIRED_IN_KERNEL, dequantize_fp4_words_paired, fold, pair_permute_k
 
 A_DENSE = 0
@@ -56,7 +56,7 @@ def _gemm_body(
     A_MODE: tl.constexpr, HAS_BIAS: tl.constexpr, WRITE_PARTIAL: tl.constexpr, OP_DTYPE: tl.constexpr,
     USE_ASM: tl.constexpr, INTERPRET: tl.constexpr, EVEN_K: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, W_AS_B: tl.constexpr,
-    PAIRED_K: tl.constexpr,
+    PAIRED_K: tl.constexpr, PDL: tl.constexpr,
 ):
     # PAIRED_K (paired_decode.py): the weight is decoded as whole int32 words with K in
     # PAIRED_ORDER inside each group of 8, lacking a power of two (fold) that the accumulator
@@ -156,6 +156,7 @@ def _gemm_body(
         ws_ptrs += GROUPS
         a_ptrs += a_step
 
+    allow_dependents(PDL)  # NVFP4_TRITON_PDL=late: the next kernel may be scheduled
     if W_AS_B:
         acc = tl.trans(acc)  # [BLOCK_N, BLOCK_M] for the shared epilogue (once per program)
     if PAIRED_K:
@@ -183,7 +184,7 @@ def nvfp4_gemm_kernel(
     _gemm_body(
         a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, alpha_ptr, bias_ptr, gx_ptr, out_ptr, partial_ptr,
         M, N, K, stride_am, stride_wn, stride_ws, TILES_PER_SPLIT, A_MODE, HAS_BIAS, WRITE_PARTIAL, OP_DTYPE, USE_ASM, INTERPRET,
-        EVEN_K, BLOCK_N, BLOCK_M, BLOCK_K, W_AS_B, PAIRED_K,
+        EVEN_K, BLOCK_N, BLOCK_M, BLOCK_K, W_AS_B, PAIRED_K, PDL,
     )
 
 
@@ -201,5 +202,5 @@ def nvfp4_gemm_kernel_interpreted(
     _gemm_body(
         a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, alpha_ptr, bias_ptr, gx_ptr, out_ptr, partial_ptr,
         M, N, K, stride_am, stride_wn, stride_ws, TILES_PER_SPLIT, A_MODE, HAS_BIAS, WRITE_PARTIAL, OP_DTYPE, USE_ASM, INTERPRET,
-        EVEN_K, BLOCK_N, BLOCK_M, BLOCK_K, W_AS_B, PAIRED_K,
+        EVEN_K, BLOCK_N, BLOCK_M, BLOCK_K, W_AS_B, PAIRED_K, 0,
     )

@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from .fp_bits import e4m3_byte_to_f32, fp4x2_decode_asm, fp4x2_decode_portable, linear_epilogue
-from .grid_dependency import wait_for_previous_grid
+from .grid_dependency import allow_dependents, wait_for_previous_grid
 
 
 @triton.jit
@@ -25,6 +25,7 @@ def _gemv_body(
     M, N, K, stride_xm, stride_wn, stride_ws, TILES_PER_SPLIT,
     ROWS: tl.constexpr, HAS_BIAS: tl.constexpr, WRITE_PARTIAL: tl.constexpr, OP_DTYPE: tl.constexpr,
     USE_ASM: tl.constexpr, INTERPRET: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    PDL: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(2)
@@ -70,6 +71,7 @@ def _gemv_body(
         w_ptrs += BLOCK_K // 2
         ws_ptrs += G
 
+    allow_dependents(PDL)  # NVFP4_TRITON_PDL=late: the next kernel may be scheduled
     n_mask = offs_n < N
     n64 = offs_n.to(tl.int64)
     # A constexpr may be assigned once per function: not inside the unrolled loop below.
@@ -104,7 +106,7 @@ def gemv_kernel(
     wait_for_previous_grid(PDL)
     _gemv_body(
         x_ptr, w_ptr, w_scale_ptr, alpha_ptr, bias_ptr, out_ptr, partial_ptr, M, N, K, stride_xm, stride_wn,
-        stride_ws, TILES_PER_SPLIT, ROWS, HAS_BIAS, WRITE_PARTIAL, OP_DTYPE, USE_ASM, INTERPRET, BLOCK_N, BLOCK_K,
+        stride_ws, TILES_PER_SPLIT, ROWS, HAS_BIAS, WRITE_PARTIAL, OP_DTYPE, USE_ASM, INTERPRET, BLOCK_N, BLOCK_K, PDL,
     )
 
 
@@ -117,5 +119,5 @@ def gemv_kernel_interpreted(
 ):
     _gemv_body(
         x_ptr, w_ptr, w_scale_ptr, alpha_ptr, bias_ptr, out_ptr, partial_ptr, M, N, K, stride_xm, stride_wn,
-        stride_ws, TILES_PER_SPLIT, ROWS, HAS_BIAS, WRITE_PARTIAL, OP_DTYPE, USE_ASM, INTERPRET, BLOCK_N, BLOCK_K,
+        stride_ws, TILES_PER_SPLIT, ROWS, HAS_BIAS, WRITE_PARTIAL, OP_DTYPE, USE_ASM, INTERPRET, BLOCK_N, BLOCK_K, 0,
     )

@@ -24,7 +24,7 @@ import triton
 import triton.language as tl
 
 from .fp_bits import e2m1_twice, quantize_groups, safe_reciprocal
-from .grid_dependency import wait_for_previous_grid
+from .grid_dependency import allow_dependents, wait_for_previous_grid
 from .splitk_ticket import finish_rows
 from .int_dot import (
     e4m3_byte_to_f32_times_2m8, fp4_word_to_int8, group_int_dot, group_int_dot_signed, load_lut, signed_int8_words,
@@ -79,7 +79,7 @@ def _gemv_dp4a_body(
     M, N, K, stride_xm, stride_wn, stride_ws, TILES_PER_SPLIT, SPLIT_K,
     ROWS: tl.constexpr, FUSED_QUANT: tl.constexpr, HAS_BIAS: tl.constexpr, USE_ASM: tl.constexpr,
     INTERPRET: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    NUM_STAGES: tl.constexpr,
+    NUM_STAGES: tl.constexpr, PDL: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -143,6 +143,7 @@ def _gemv_dp4a_body(
         w_ptrs += G
         ws_ptrs += G
 
+    allow_dependents(PDL)  # NVFP4_TRITON_PDL=late: the next kernel may be scheduled
     finish_rows(tl.sum(acc0, axis=1), tl.sum(acc1, axis=1), tl.sum(acc2, axis=1), tl.sum(acc3, axis=1), TERM_CORRECTION,
                 pid_n, pid_k, offs_n, M, N, SPLIT_K, alpha_ptr, bias_ptr, out_ptr, partial_ptr, counter_ptr, ROWS,
                 HAS_BIAS, INTERPRET)
@@ -165,7 +166,7 @@ def gemv_dp4a_kernel(
     _gemv_dp4a_body(
         x_ptr, xs_ptr, gx_ptr, w_ptr, ws_ptr, alpha_ptr, bias_ptr, out_ptr, partial_ptr, counter_ptr, lut_ptr,
         M, N, K, stride_xm, stride_wn, stride_ws, TILES_PER_SPLIT, SPLIT_K,
-        ROWS, FUSED_QUANT, HAS_BIAS, USE_ASM, INTERPRET, EVEN_K, BLOCK_N, BLOCK_K, NUM_STAGES,
+        ROWS, FUSED_QUANT, HAS_BIAS, USE_ASM, INTERPRET, EVEN_K, BLOCK_N, BLOCK_K, NUM_STAGES, PDL,
     )
 
 
@@ -182,5 +183,5 @@ def gemv_dp4a_kernel_interpreted(
     _gemv_dp4a_body(
         x_ptr, xs_ptr, gx_ptr, w_ptr, ws_ptr, alpha_ptr, bias_ptr, out_ptr, partial_ptr, counter_ptr, lut_ptr,
         M, N, K, stride_xm, stride_wn, stride_ws, TILES_PER_SPLIT, SPLIT_K,
-        ROWS, FUSED_QUANT, HAS_BIAS, USE_ASM, INTERPRET, EVEN_K, BLOCK_N, BLOCK_K, NUM_STAGES,
+        ROWS, FUSED_QUANT, HAS_BIAS, USE_ASM, INTERPRET, EVEN_K, BLOCK_N, BLOCK_K, NUM_STAGES, 0,
     )

@@ -38,7 +38,7 @@ import triton
 import triton.language as tl
 
 from .fp_bits import e2m1_word_pairs_times, e4m3_byte_to_f32
-from .grid_dependency import wait_for_previous_grid
+from .grid_dependency import allow_dependents, wait_for_previous_grid
 from .splitk_ticket import finish_rows
 
 # The weight products carry 2^-7 (see the module docstring); the sum gets it back exactly.
@@ -125,6 +125,7 @@ def _gemv_half2_body(
     M, N, K, stride_xm, stride_wn, stride_ws, TILES_PER_SPLIT, SPLIT_K,
     ROWS: tl.constexpr, HAS_BIAS: tl.constexpr, USE_ASM: tl.constexpr, INTERPRET: tl.constexpr,
     EVEN_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, NUM_STAGES: tl.constexpr,
+    PDL: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -165,6 +166,7 @@ def _gemv_half2_body(
         w_ptrs += W
         ws_ptrs += BLOCK_K // 16
 
+    allow_dependents(PDL)  # NVFP4_TRITON_PDL=late: the next kernel may be scheduled
     finish_rows(tl.sum(acc0, axis=1), tl.sum(acc1, axis=1), tl.sum(acc2, axis=1), tl.sum(acc3, axis=1), SCALE_FOLD,
                 pid_n, pid_k, offs_n, M, N, SPLIT_K, alpha_ptr, bias_ptr, out_ptr, partial_ptr, counter_ptr, ROWS,
                 HAS_BIAS, INTERPRET)
@@ -186,7 +188,7 @@ def gemv_half2_kernel(
     _gemv_half2_body(
         x_ptr, w_ptr, ws_ptr, alpha_ptr, bias_ptr, out_ptr, partial_ptr, counter_ptr,
         M, N, K, stride_xm, stride_wn, stride_ws, TILES_PER_SPLIT, SPLIT_K,
-        ROWS, HAS_BIAS, USE_ASM, INTERPRET, EVEN_K, BLOCK_N, BLOCK_K, NUM_STAGES,
+        ROWS, HAS_BIAS, USE_ASM, INTERPRET, EVEN_K, BLOCK_N, BLOCK_K, NUM_STAGES, PDL,
     )
 
 
@@ -202,5 +204,5 @@ def gemv_half2_kernel_interpreted(
     _gemv_half2_body(
         x_ptr, w_ptr, ws_ptr, alpha_ptr, bias_ptr, out_ptr, partial_ptr, counter_ptr,
         M, N, K, stride_xm, stride_wn, stride_ws, TILES_PER_SPLIT, SPLIT_K,
-        ROWS, HAS_BIAS, USE_ASM, INTERPRET, EVEN_K, BLOCK_N, BLOCK_K, NUM_STAGES,
+        ROWS, HAS_BIAS, USE_ASM, INTERPRET, EVEN_K, BLOCK_N, BLOCK_K, NUM_STAGES, 0,
     )

@@ -8,7 +8,7 @@ import triton
 import triton.language as tl
 
 from .fp_bits import linear_epilogue
-from .grid_dependency import wait_for_previous_grid
+from .grid_dependency import allow_dependents, wait_for_previous_grid
 
 
 @triton.jit
@@ -23,6 +23,7 @@ def splitk_reduce_kernel(
     acc = tl.load(partial_ptr + offs, mask=mask, other=0.0)
     for s in tl.static_range(1, SPLIT_K):
         acc += tl.load(partial_ptr + s * M * N + offs, mask=mask, other=0.0)
+    allow_dependents(PDL)  # NVFP4_TRITON_PDL=late: the next kernel may be scheduled
     n = offs % N
     alpha = tl.load(alpha_ptr + n, mask=mask, other=0.0)
     bias = tl.load(bias_ptr + n, mask=mask & HAS_BIAS, other=0.0)

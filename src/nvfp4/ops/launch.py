@@ -99,9 +99,11 @@ def use_asm_decode(device: torch.device) -> bool:
     return os.environ.get(DECODE_ENV, "asm").strip().lower() != "portable"
 
 
-PDL_ENV = "NVFP4_TRITON_PDL"  # "off" (default) or "on": programmatic dependent launch
+PDL_ENV = "NVFP4_TRITON_PDL"  # programmatic dependent launch: "off" (default), "on" (early) or "late"
+PDL_MODES = ("off", "on", "late")
 _NO_OPTIONS: dict = {}
-_PDL_OPTIONS = {"PDL": True, "launch_pdl": True}
+# The kernels' PDL constexpr (kernels/grid_dependency.py): PDL_EARLY = 1, PDL_LATE = 2.
+_PDL_OPTIONS = {"on": {"PDL": 1, "launch_pdl": True}, "late": {"PDL": 2, "launch_pdl": True}}
 
 
 @functools.lru_cache(maxsize=None)
@@ -110,14 +112,16 @@ def _has_pdl(index: int) -> bool:
 
 
 def pdl_options(device: torch.device) -> dict:
-    """Launch keywords of the decode-path kernels: with ``NVFP4_TRITON_PDL=on`` on Hopper or
-    newer, each may be scheduled while the previous kernel runs and waits for it at its top
-    (``kernels/grid_dependency.py``: same results as stream order). Off by default until the
-    GPU measurement says it pays."""
-    if not env.switch(PDL_ENV, False) or interpreting() or device.type != "cuda":
+    """Launch keywords of the decode-path kernels: with ``NVFP4_TRITON_PDL=on`` (or ``late``)
+    on Hopper or newer, each may be scheduled while the previous kernel runs and waits for it
+    at its top (``kernels/grid_dependency.py``: same results as stream order); ``on`` lets the
+    next kernel be scheduled from the top of each kernel, ``late`` only after its main loop.
+    Off by default: ``on`` was slower on the H200 except at M = 1, ``late`` is not yet timed."""
+    mode = env.choice(PDL_ENV, "off", PDL_MODES)
+    if mode == "off" or interpreting() or device.type != "cuda":
         return _NO_OPTIONS
     index = device.index if device.index is not None else torch.cuda.current_device()
-    return _PDL_OPTIONS if _has_pdl(index) else _NO_OPTIONS
+    return _PDL_OPTIONS[mode] if _has_pdl(index) else _NO_OPTIONS
 
 
 @functools.lru_cache(maxsize=None)

@@ -12,8 +12,10 @@ import torch
 from ..kernels.activation_quant import OUT_DEQUANT, OUT_INT8, OUT_PACKED, activation_quant_kernel
 from . import fast_launch
 
-# Rows per activation-quantization program (x 256 columns); an env knob for the benchmark.
+# Rows per activation-quantization program (x 256 columns) and its warps, read at each launch:
+# benchmarks/bench_act_quant.py sweeps them (the rows also through an env knob).
 ACT_QUANT_BLOCK_R = int(os.environ.get("NVFP4_TRITON_ACT_QUANT_ROWS", "16"))
+ACT_QUANT_WARPS = 4
 
 
 def _activation_quant_launch(x, gx, values, scale, out_mode, paired_k=False):
@@ -27,7 +29,7 @@ def _activation_quant_launch(x, gx, values, scale, out_mode, paired_k=False):
     grid = (launch.cdiv(m, block_r), launch.cdiv(k, block_k))
     fast_launch.launch(
         activation_quant_kernel, grid, x, gx, values, scale, m, k, x.stride(0), OUT_MODE=out_mode, BLOCK_R=block_r,
-        BLOCK_K=block_k, num_warps=4, PAIRED_K=paired_k, **launch.pdl_options(x.device),
+        BLOCK_K=block_k, num_warps=ACT_QUANT_WARPS, PAIRED_K=paired_k, **launch.pdl_options(x.device),
     )
     launch.KERNEL_LAUNCHES["activation_quant"] += 1
 

@@ -1,0 +1,125 @@
+"""Tile sweep of the activation-quantization kernel (``kernels/activation_quant.py``) alone.
+
+    PYTHONPATH=src python benchmarks/bench_act_quant.py --out $OUT/act_quant.csv      # GPU, < 1 min
+    python benchmarks/bench_act_quant.py --smoke --out /tmp/aq.csv                    # CPU check of the script
+
+Why: the packed output (codes + E4M3 bytes) is issue-bound, not memory-bound. Its sm_90 SASS
+(compiled on the CPU) has ~168 instructions per thread per program of fixed cost plus ~23.8
+per element, i.e. 29 per element with the default 16 rows x 256 columns on 4 warps (32
+elements per thread); 132 SMs x 4 schedulers at ~1.75 GHz issue ~0.93 T warp-instructions/s,
+so 29 thread-instructions per element cap the packed kernel at ~2.6 TB/s of bytes read +
+written, and it measures 1.9-2.3. More rows per thread amortize the fixed part: 32 rows on 4
+warps 26.4 per element, 64 rows 24.9 (no spills). Whether that pays, or costs occupancy,
+only the GPU says: this script times every ``(BLOCK_R, num_warps)`` of ``TILES`` in each
+output mode, after checking that each gives bytes identical to the default tiles (and the
+default, the packed mode, identical to ``nvfp4.numerics``).
+
+GB/s = bytes read (bf16 x) + written (the mode's outputs) / median GPU time of one call
+(``triton.testing.do_bench`` over a CUDA graph of ``CALLS`` calls). The decode-sized inputs
+(M = 16, 128) stay in L2; the large ones (>= 64 MB) stream from HBM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from bench_linear import finish_csv, write_csv  # noqa: E402
+
+SIZES = ((16, 4096), (128, 8192), (8192, 4096), (16384, 8192), (4096, 28672))
+TILES = ((16, 4), (32, 4), (32, 8), (64, 4), (64, 8), (128, 8))  # (BLOCK_R, num_warps); the first is the default
+CALLS = 10
+FIELDS = ["gpu", "torch", "triton", "date", "m", "k", "mode", "block_r", "num_warps", "time_us", "gbps", "identical",
+          "note"]
+
+
+def _outputs(mode, x, gx, torch, launch):
+    if mode == "packed":
+        p, s = launch.quantize_activation(x, gx)
+        return (p, s.view(torch.uint8)), x.numel() // 2 + x.numel() // 16
+    if mode == "operand":
+        return (launch.quantize_activation(x, gx, dequant_dtype=torch.bfloat16),), 2 * x.numel()
+    v, s = launch.quantize_activation_int8(x, gx)
+    return (v, s), x.numel() + 4 * x.numel() // 16
+
+
+def _same(a, b, torch):
+    """Byte-identical (NaN scales compare equal to themselves)."""
+    return all(torch.equal(u.view(torch.uint8), v.view(torch.uint8)) for u, v in zip(a, b))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--smoke", action="store_true",
+                        help="CPU check of this script (TRITON_INTERPRET=1, one tiny size, the interpreter's fixed "
+                             "tiles): numbers meaningless")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        os.environ["TRITON_INTERPRET"] = "1"
+    import torch
+    import triton
+
+    from nvfp4.numerics import quantize_activation as reference_quantize
+    from nvfp4.ops import launch, launch_act_quant
+
+    dev = torch.device("cpu" if args.smoke else "cuda")
+    meta = dict(gpu="CPU (smoke)" if args.smoke else torch.cuda.get_device_name(), torch=torch.__version__,
+                triton=triton.__version__,
+                date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    sizes = ((16, 64),) if args.smoke else SIZES
+    tiles = TILES[:2] if args.smoke else TILES
+    default_tiles = (launch_act_quant.ACT_QUANT_BLOCK_R, launch_act_quant.ACT_QUANT_WARPS)
+    rows = []
+    try:
+        for m, k in sizes:
+            torch.manual_seed(0)
+            x = torch.randn(m, k, device=dev, dtype=torch.bfloat16) * 3
+            x[0, :16] = 0.0  # a zero group
+            x[min(1, m - 1), 16:32] *= 1e-30  # subnormal scales
+            gx = torch.tensor([448.0 * 6 / float(x.float().abs().max())], device=dev)
+            for mode in ("packed", "operand", "int8"):
+                launch_act_quant.ACT_QUANT_BLOCK_R, launch_act_quant.ACT_QUANT_WARPS = TILES[0]
+                base, out_bytes = _outputs(mode, x, gx, torch, launch)
+                note = ""
+                if mode == "packed":
+                    rp, rs = reference_quantize(x, gx)
+                    ok = _same(base, (rp, rs.view(torch.uint8)), torch)
+                    note = f"default tiles vs nvfp4.numerics: {'identical' if ok else 'DIFFERENT'}"
+                for block_r, warps in tiles:
+                    launch_act_quant.ACT_QUANT_BLOCK_R, launch_act_quant.ACT_QUANT_WARPS = block_r, warps
+                    out, _ = _outputs(mode, x, gx, torch, launch)
+                    identical = _same(out, base, torch)
+                    fn = lambda: _outputs(mode, x, gx, torch, launch)  # noqa: E731
+                    if args.smoke:
+                        start = time.perf_counter()
+                        fn()
+                        us = (time.perf_counter() - start) * 1e6
+                    else:
+                        torch.cuda.synchronize()
+                        graph = torch.cuda.CUDAGraph()
+                        with torch.cuda.graph(graph):
+                            for _ in range(CALLS):
+                                fn()
+                        us = triton.testing.do_bench(graph.replay, warmup=5, rep=60, return_mode="median") * 1e3 / CALLS
+                        del graph
+                    gbps = (2 * m * k + out_bytes) / us / 1e3
+                    rows.append(dict(meta, m=m, k=k, mode=mode, block_r=block_r, num_warps=warps, time_us=f"{us:.2f}",
+                                     gbps=f"{gbps:.0f}", identical="yes" if identical else "NO", note=note))
+                    print(f"act_quant {m:6d}x{k:<6d} {mode:8s} rows {block_r:4d} warps {warps}: {us:9.2f} us "
+                          f"{gbps:7.0f} GB/s {'' if identical else 'OUTPUT DIFFERS'} {note}", flush=True)
+                    write_csv(args.out + ".partial", rows, FIELDS)
+            del x
+    finally:
+        launch_act_quant.ACT_QUANT_BLOCK_R, launch_act_quant.ACT_QUANT_WARPS = default_tiles
+    finish_csv(args.out, rows, FIELDS)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
