@@ -29,7 +29,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_linear import finish_csv, write_csv  # noqa: E402
+from bench_linear import _time, finish_csv, write_csv  # noqa: E402
 
 SIZES = ((16, 4096), (128, 8192), (8192, 4096), (16384, 8192), (4096, 28672))
 TILES = ((16, 4), (32, 4), (32, 8), (64, 4), (64, 8), (128, 8))  # (BLOCK_R, num_warps); the first is the default
@@ -100,14 +100,8 @@ def main(argv=None) -> None:
                         start = time.perf_counter()
                         fn()
                         us = (time.perf_counter() - start) * 1e6
-                    else:
-                        torch.cuda.synchronize()
-                        graph = torch.cuda.CUDAGraph()
-                        with torch.cuda.graph(graph):
-                            for _ in range(CALLS):
-                                fn()
-                        us = triton.testing.do_bench(graph.replay, warmup=5, rep=60, return_mode="median") * 1e3 / CALLS
-                        del graph
+                    else:  # bench_linear's timing: one CUDA graph of the CALLS calls, per-call median
+                        us = _time([fn] * CALLS, 1, torch, triton)
                     gbps = (2 * m * k + out_bytes) / us / 1e3
                     rows.append(dict(meta, m=m, k=k, mode=mode, block_r=block_r, num_warps=warps, time_us=f"{us:.2f}",
                                      gbps=f"{gbps:.0f}", identical="yes" if identical else "NO", note=note))

@@ -102,6 +102,12 @@ def run(args) -> None:
                   f"half2:{rows}" in dump and i == 0)
 
 
+def loop_instructions_per_weight_element(kernel, cfg: dict) -> float:
+    """Thread-instructions of a tensor-core GEMM's compiled K loop per weight element of one K
+    step (``BLOCK_N x BLOCK_K``), for ``cfg``'s tile and warps."""
+    return len(main_loop(sass_of(kernel))) * 32 * cfg["num_warps"] / (cfg["BLOCK_N"] * cfg["BLOCK_K"])
+
+
 def run_gemm() -> None:
     """Every tensor-core candidate of ``launch.small_m_candidates`` at M = 5, 32, 64, 128 (tiles
     as ``small_m_config`` sizes them for 4096 x 4096), compiled with the natural-order decode
@@ -127,8 +133,7 @@ def run_gemm() -> None:
                         USE_ASM=True, INTERPRET=False, EVEN_K=True, BLOCK_N=cfg["BLOCK_N"], BLOCK_M=cfg["BLOCK_M"],
                         BLOCK_K=cfg["BLOCK_K"], W_AS_B=cfg["W_AS_B"], PAIRED_K=paired,
                     ), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
-                    loop = main_loop(sass_of(kernel))
-                    per_elem.append(len(loop) * 32 * cfg["num_warps"] / (cfg["BLOCK_N"] * cfg["BLOCK_K"]))
+                    per_elem.append(loop_instructions_per_weight_element(kernel, cfg))
                 tile = (f"{'W_AS_B' if cfg['W_AS_B'] else 'swapAB'} {cfg['BLOCK_M']}x{cfg['BLOCK_N']}x{cfg['BLOCK_K']} "
                         f"w{cfg['num_warps']} s{cfg['num_stages']}")
                 print(f"{op} M={m:3d} {tile:30s} " + " / ".join(f"{v:5.2f}" for v in per_elem), flush=True)

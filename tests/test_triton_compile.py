@@ -26,6 +26,7 @@ from nvfp4.kernels.gemm import nvfp4_gemm_kernel  # noqa: E402
 from nvfp4.kernels.gemv import gemv_kernel  # noqa: E402
 from nvfp4.kernels.gemv_dp4a import gemv_dp4a_kernel  # noqa: E402
 from nvfp4.kernels.gemv_half2 import gemv_half2_kernel  # noqa: E402
+from nvfp4.kernels.grid_dependency import PDL_EARLY, PDL_LATE  # noqa: E402
 from nvfp4.kernels.splitk_reduce import splitk_reduce_kernel  # noqa: E402
 from nvfp4.kernels.weight_dequant import weight_dequant_kernel  # noqa: E402
 
@@ -121,14 +122,12 @@ def test_gemm_weight_as_right_operand_compiles(target, m, op):
 
 
 def _loop_instructions_per_weight_element(kernel, cfg) -> float:
-    """Instructions per thread of the compiled K loop, per weight element of a K step."""
     import sys
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
-    from sass_loop_stats import main_loop, sass_of
+    from sass_loop_stats import loop_instructions_per_weight_element
 
-    loop = main_loop(sass_of(kernel))
-    return len(loop) * 32 * cfg["num_warps"] / (cfg["BLOCK_N"] * cfg["BLOCK_K"])
+    return loop_instructions_per_weight_element(kernel, cfg)
 
 
 @pytest.mark.parametrize("target", [HOPPER, AMPERE], ids=["sm90", "sm80"])
@@ -305,7 +304,7 @@ def test_programmatic_dependent_launch_only_when_asked(name, mode):
     main loop); the default emits no ``griddepcontrol`` at all (it does not exist before
     sm_90), and Ampere still compiles."""
     kernel, ptrs, constexprs, warps = PDL_CASES[name]
-    pdl = 1 if mode == "early" else 2
+    pdl = int((PDL_EARLY if mode == "early" else PDL_LATE).value)
     ptx = compile_for(HOPPER, kernel, ptrs, dict(constexprs, PDL=pdl), num_warps=warps).asm["ptx"]
     body = ptx[ptx.index("{", ptx.index(".entry")):]
     wait = body.index("griddepcontrol.wait")

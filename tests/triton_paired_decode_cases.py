@@ -119,6 +119,8 @@ def test_routing_and_refusals(monkeypatch):
             fn()
             expect = {op: 0, kernel: 0} | ({mode: 1} if mode else {})
             assert paired_launches() == expect, (setting, m, dict(launch.KERNEL_LAUNCHES))
+    monkeypatch.delenv(launch.PAIRED_K_ENV)  # the default: on
+    assert launch.paired_mode(16, True) == kernel and launch.paired_mode(64, True) == op
     monkeypatch.setenv(launch.PAIRED_K_ENV, "on")
     assert launch.paired_mode(129, True) == launch.PAIRED_OFF
     a = torch.zeros(3, 64)

@@ -17,7 +17,7 @@ When the next kernel may be scheduled is the ``PDL`` mode (a constexpr):
 * ``PDL_LATE`` (2, ``NVFP4_TRITON_PDL=late``): each kernel signals after its main loop
   (``allow_dependents``, before its epilogue stores), so the dependent grid is launched while
   the primary's last CTAs finish, and its CTAs wait only for that tail.
-* ``PDL_OFF`` (0 / False): nothing is emitted (Ampere and the interpreter have no
+* 0 / False (the kernels' default): nothing is emitted (Ampere and the interpreter have no
   ``griddepcontrol``).
 
 Where the signal sits never changes the results: the dependent's wait returns only once the
@@ -29,7 +29,6 @@ import triton.language as tl
 from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 
-PDL_OFF = tl.constexpr(0)
 PDL_EARLY = tl.constexpr(1)
 PDL_LATE = tl.constexpr(2)
 
@@ -37,7 +36,7 @@ PDL_LATE = tl.constexpr(2)
 @triton.jit
 def wait_for_previous_grid(PDL: tl.constexpr):
     """At the very top of a kernel, before any memory access."""
-    if PDL == 1:
+    if PDL == PDL_EARLY:
         gdc_launch_dependents()  # the next kernel may be scheduled now (it waits in turn)
     if PDL:
         gdc_wait()  # the previous grid has completed and its memory is visible
@@ -46,5 +45,5 @@ def wait_for_previous_grid(PDL: tl.constexpr):
 @triton.jit
 def allow_dependents(PDL: tl.constexpr):
     """``PDL_LATE``: after the kernel's main loop, the next kernel may be scheduled."""
-    if PDL == 2:
+    if PDL == PDL_LATE:
         gdc_launch_dependents()

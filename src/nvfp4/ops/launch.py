@@ -45,7 +45,7 @@ import triton
 
 from ..kernels.gemm import A_DENSE, A_PACKED, A_QUANTIZE, nvfp4_gemm_kernel, nvfp4_gemm_kernel_interpreted
 from ..kernels.gemv import gemv_kernel, gemv_kernel_interpreted
-from ..kernels import paired_decode
+from ..kernels import grid_dependency, paired_decode
 from ..kernels.splitk_reduce import splitk_reduce_kernel
 from ..kernels.weight_dequant import weight_dequant_kernel
 from ..utils import env
@@ -102,8 +102,9 @@ def use_asm_decode(device: torch.device) -> bool:
 PDL_ENV = "NVFP4_TRITON_PDL"  # programmatic dependent launch: "off" (default), "on" (early) or "late"
 PDL_MODES = ("off", "on", "late")
 _NO_OPTIONS: dict = {}
-# The kernels' PDL constexpr (kernels/grid_dependency.py): PDL_EARLY = 1, PDL_LATE = 2.
-_PDL_OPTIONS = {"on": {"PDL": 1, "launch_pdl": True}, "late": {"PDL": 2, "launch_pdl": True}}
+# The kernels' PDL constexpr per setting (kernels/grid_dependency.py), as a plain int.
+_PDL_OPTIONS = {setting: {"PDL": int(mode.value), "launch_pdl": True}
+                for setting, mode in (("on", grid_dependency.PDL_EARLY), ("late", grid_dependency.PDL_LATE))}
 
 
 @functools.lru_cache(maxsize=None)
