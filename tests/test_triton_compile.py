@@ -133,30 +133,22 @@ def _loop_instructions_per_weight_element(kernel, cfg) -> float:
 @pytest.mark.parametrize("target", [HOPPER, AMPERE], ids=["sm90", "sm80"])
 @pytest.mark.parametrize("m,op,quantized", [
     *[(m, "fp16", True) for m in (5, 32, 64, 128)],  # W4A4: in-kernel permutation up to 32 rows, then the operand's
-    (1, "bf16", False), (32, "bf16", False), (16, "fp16", False),  # W4A16: paired up to 32 rows,
-    (64, "bf16", False), (128, "fp16", False),  # then on the tuner's extra in-kernel candidates only
+    (1, "bf16", False), (32, "bf16", False), (16, "fp16", False),  # W4A16: paired up to 32 rows only
 ])
 def test_paired_decode_gemm_compiles_and_takes_fewer_instructions(target, m, op, quantized, monkeypatch):
     """Every small-M tensor-core candidate compiles in the ``PAIRED_K`` mode ``paired_mode``
     gives it (W4A4: fp16 operand; W4A16: x's dtype), with split-K partials and the fused
     epilogue; on sm_90 its K loop has no layout conversion of the weight tile and fewer SASS
     instructions per weight element than the natural-order decode of the same tile
-    (kernels/paired_decode.py: 4.2-7.0 against 6.1-13.2). W4A16 above 32 rows: the extra
-    in-kernel candidates (``small_m_candidates(..., paired_in_kernel_too=True)``)."""
+    (kernels/paired_decode.py: 4.2-7.0 against 6.1-13.2)."""
     import torch
 
-    from nvfp4.ops.launch import (
-        PAIRED_IN_KERNEL, PAIRED_K_ENV, paired_in_kernel_candidates, paired_mode, small_m_candidates, small_m_config,
-    )
+    from nvfp4.ops.launch import PAIRED_K_ENV, paired_mode, small_m_candidates, small_m_config
 
     monkeypatch.setenv(PAIRED_K_ENV, "on")
     mode = paired_mode(m, quantized)
-    cands = [c for c in small_m_candidates(m, False) if "W_AS_B" in c]
-    if not mode:
-        assert paired_in_kernel_candidates(m, quantized), "a paired case"
-        mode = PAIRED_IN_KERNEL
-        cands = [c for c in small_m_candidates(m, False, True) if c.get("PAIRED_K") == mode]
-    for i, cand in enumerate(cands):
+    assert mode, "a paired case"
+    for i, cand in enumerate(c for c in small_m_candidates(m, False) if "W_AS_B" in c):
         cfg = small_m_config(m, 4096, 4096, torch.device("cpu"), cand)
         per_elem = {}
         for paired in (mode, 0) if target is HOPPER else (mode,):

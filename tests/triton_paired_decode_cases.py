@@ -103,44 +103,6 @@ def test_w4a16_paired_matches_exact(dtype, m, n, k, cfg, monkeypatch):
     assert launches == {launch.PAIRED_OPERAND: 0, launch.PAIRED_IN_KERNEL: 1 if m <= 32 else 0}, launches
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("m,n,k,cfg", [(33, 72, 128, dict(W_AS_B=True, BLOCK_M=64)), (64, 40, 192, dict(W_AS_B=False)),
-                                       (100, 64, 80, dict(W_AS_B=True, BLOCK_M=64, SPLIT_K=1))])
-def test_w4a16_above_32_rows_in_kernel_candidate_matches_exact(dtype, m, n, k, cfg, monkeypatch):
-    """The tuner's extra W4A16 candidates above 32 rows (``PAIRED_K`` in the config) permute
-    x's 64- or 128-row tile in the kernel: within the exact bound, and that decode ran."""
-    g = torch.Generator().manual_seed(m * 5 + n + k)
-    wp, ws, gw = quantize_weight(torch.randn(n, k, generator=g) * 0.1)
-    x = (torch.randn(m, k, generator=g) * 2).to(dtype)
-    alpha = (1.0 / gw).expand(n).contiguous()
-    bias = torch.randn(n, generator=g).to(dtype) if m % 2 else None
-    cfg = dict(cfg, PAIRED_K=launch.PAIRED_IN_KERNEL)
-    _, launches = check_w4a16(x, wp, ws, alpha, bias, f"w4a16 in-kernel M={m} {cfg}", monkeypatch, cfg)
-    assert launches == {launch.PAIRED_OPERAND: 0, launch.PAIRED_IN_KERNEL: 1}, launches
-
-
-def test_in_kernel_candidates_are_offered_to_w4a16_above_32_rows_only(monkeypatch):
-    monkeypatch.setenv(launch.PAIRED_K_ENV, "on")
-    assert [launch.paired_in_kernel_candidates(m, False) for m in (32, 33, 128, 129)] == [False, True, True, False]
-    assert not launch.paired_in_kernel_candidates(64, True)  # W4A4 writes its operand permuted instead
-    for m in (33, 64, 128):
-        plain = launch.small_m_candidates(m, False)
-        both = launch.small_m_candidates(m, False, paired_in_kernel_too=True)
-        extra = both[len(plain):]
-        assert both[: len(plain)] == plain and extra, m
-        assert all(c["PAIRED_K"] == launch.PAIRED_IN_KERNEL and dict(c, PAIRED_K=0) != c for c in extra)
-        assert {"W_AS_B": False, "PAIRED_K": launch.PAIRED_IN_KERNEL} in extra  # swap-AB
-        assert all(not c["W_AS_B"] or (c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_K"]) == (64, 128, 128) for c in extra)
-    monkeypatch.setenv(launch.PAIRED_K_ENV, "off")
-    assert not launch.paired_in_kernel_candidates(64, False)
-    # a candidate cannot claim an operand order other than the one the activation kernel wrote
-    wp, ws, gw = quantize_weight(torch.randn(64, 64) * 0.1)
-    alpha = (1.0 / gw).expand(64).contiguous()
-    with pytest.raises(ValueError, match="does not match the operand's order"):
-        launch.gemm(torch.zeros(40, 64), None, 0, wp, ws.view(torch.uint8), alpha, None, None, torch.float32, None,
-                    dict(PAIRED_K=launch.PAIRED_IN_KERNEL), paired=launch.PAIRED_OPERAND)
-
-
 def test_routing_and_refusals(monkeypatch):
     """Which mode each M gets (paired_mode), the setting off, and the refusals."""
     wp, ws, gw = quantize_weight(torch.randn(64, 64) * 0.1)

@@ -89,24 +89,20 @@ def test_special_weights_and_activations(monkeypatch):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("n,k", [(4096, 4096), (1000, 2048), (72, 432)])
 def test_w4a16_every_candidate_matches_exact(dtype, n, k, monkeypatch):
-    """W4A16 permutes x's tile in the GEMM up to 32 rows (fp16 and bf16 decoders); above, the
-    tuner's extra in-kernel candidates do (``paired_in_kernel_candidates``), the others not."""
+    """W4A16 permutes x's tile in the GEMM up to 32 rows (fp16 and bf16 decoders)."""
     from nvfp4.ops import launch
 
     g = torch.Generator().manual_seed(n * 3 + k)
     wp, ws, gw = quantize_weight((torch.randn(n, k, generator=g) * 0.05).to(dtype))
     wp, ws = wp.to(DEV), ws.to(DEV)
     alpha = (1.0 / gw).expand(n).contiguous().to(DEV)
-    monkeypatch.setenv(launch.PAIRED_K_ENV, "on")
-    for m in (1, 4, 16, 32, 64, 128):
+    for m in (1, 4, 16, 32):
         x = torch.randn(m, k, generator=g).to(dtype).to(DEV)
         bias = torch.randn(n, generator=g).to(dtype).to(DEV) if m % 2 else None
         exact = exact_and_bound(x.cpu().float(), wp.cpu(), ws.cpu(), alpha.cpu(), None if bias is None else bias.cpu(), dtype)
-        for cand in launch.small_m_candidates(m, False, launch.paired_in_kernel_candidates(m, False)):
+        for cand in launch.small_m_candidates(m, with_gemv=False):
             _, launches = check_w4a16(x, wp, ws, alpha, bias, f"M={m} {n}x{k} {cand}", monkeypatch, dict(cand), exact)
-            in_kernel = m <= launch.PAIRED_IN_KERNEL_M_MAX or cand.get("PAIRED_K") == launch.PAIRED_IN_KERNEL
-            assert launches[launch.PAIRED_IN_KERNEL] == int(in_kernel), (m, cand, launches)
-        check_w4a16(x, wp, ws, alpha, bias, f"M={m} {n}x{k} tuned", monkeypatch, None, exact)
+            assert launches[launch.PAIRED_IN_KERNEL] == 1, (m, cand, launches)
 
 
 @pytest.mark.parametrize("weight_only", [False, True])

@@ -249,14 +249,8 @@ def gemm(
 
     ``paired`` (``paired_mode``): the weight decoded in ``paired_decode.PAIRED_ORDER``, with
     ``a`` dense and either already in that order (``PAIRED_OPERAND``, from
-    ``quantize_activation(..., paired_k=True)``) or permuted in the kernel (``PAIRED_IN_KERNEL``).
-    A ``PAIRED_K`` entry of ``config`` takes precedence (``small_m_candidates``)."""
+    ``quantize_activation(..., paired_k=True)``) or permuted in the kernel (``PAIRED_IN_KERNEL``)."""
     m = a.shape[0]
-    if config is not None and "PAIRED_K" in config:  # a tuner candidate that sets its own decode order
-        if PAIRED_OPERAND in (paired, int(config["PAIRED_K"])) and int(config["PAIRED_K"]) != paired:
-            # the operand's K order is fixed by whoever wrote ``a``: only the in-kernel modes can swap
-            raise ValueError(f"gemm: config PAIRED_K={config['PAIRED_K']} does not match the operand's order ({paired})")
-        paired = int(config["PAIRED_K"])
     if paired and m > SPLITK_M_MAX:
         raise ValueError(f"gemm: the paired K order is for the small-M path (M <= {SPLITK_M_MAX}) only, got M = {m}")
     n, k = w_packed.shape[0], w_packed.shape[1] * 2
@@ -351,7 +345,7 @@ def _reduce(partial, alpha, bias, out, split):
     KERNEL_LAUNCHES["splitk_reduce"] += 1
 
 
-def small_m_candidates(m: int, with_gemv: bool, paired_in_kernel_too: bool = False) -> list[dict]:
+def small_m_candidates(m: int, with_gemv: bool) -> list[dict]:
     """What ``_small_gemm`` chooses from (timed once per shape and M bucket, ``tuning.pick``).
 
     ``W_AS_B`` tiles first (the untuned default): the activation is the left MMA operand and
@@ -361,14 +355,7 @@ def small_m_candidates(m: int, with_gemv: bool, paired_in_kernel_too: bool = Fal
     swap-AB tiles of ``small_m_config`` (weight as the register operand: 4.2-6.0 paired,
     12.5-12.8 natural), and, for M <= ``GEMV_M_MAX``, the CUDA-core GEMVs: the half2-decode
     tiles of ``launch_gemv_half2`` and the older ``kernels/gemv.py``. On the H100 the tuner
-    picked ``W_AS_B`` tiles for every Llama shape at M = 1..128 (2026-12-07 run).
-
-    ``paired_in_kernel_too`` (``paired_in_kernel_candidates``: W4A16 above 32 rows, which keeps
-    natural order by default): the tiles on which permuting x's tile in the kernel compiles to
-    fewer instructions per weight element than the natural decode are offered a second time
-    with ``PAIRED_K = PAIRED_IN_KERNEL`` (``benchmarks/sass_loop_stats.py --gemm``, bf16:
-    ``W_AS_B`` 64 x 128 x 128 5.2 vs 6.1, swap-AB 5.4-5.6 vs 12.8-13.2; on the other tiles the
-    permutation costs more than it saves), so the tuner times both orders."""
+    picked ``W_AS_B`` tiles for every Llama shape at M = 1..128 (2026-12-07 run)."""
     bm = min(_pow2_at_least(m, 16), 128)
     if bm <= 32:
         tiles = [(bm, 64, 256, 4, 3), (bm, 128, 128, 4, 3)]
@@ -384,9 +371,6 @@ def small_m_candidates(m: int, with_gemv: bool, paired_in_kernel_too: bool = Fal
     cands = [dict(W_AS_B=True, BLOCK_M=bm_, BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=st)
              for bm_, bn, bk, w, st in tiles]
     cands.append(dict(W_AS_B=False))
-    if paired_in_kernel_too:
-        cands += [dict(c, PAIRED_K=PAIRED_IN_KERNEL) for c in cands
-                  if not c["W_AS_B"] or (c["BLOCK_M"], c["BLOCK_N"], c["BLOCK_K"]) == (64, 128, 128)]
     if with_gemv:
         from . import launch_gemv_half2  # imports this module: lazily
 
@@ -396,13 +380,11 @@ def small_m_candidates(m: int, with_gemv: bool, paired_in_kernel_too: bool = Fal
     return cands
 
 
-def _small_gemm(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, config=None, paired=0,
-                paired_in_kernel_too=False):
+def _small_gemm(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, config=None, paired=0):
     """M <= SPLITK_M_MAX: the tensor-core split-K GEMM in either operand orientation, or (M <=
     GEMV_M_MAX) the CUDA-core path, whichever this GPU runs fastest for the shape (timed once
     per shape and M bucket outside CUDA-graph capture, ``tuning.pick``). ``paired``: the
-    tensor-core candidates' ``PAIRED_K`` (``paired_mode``; the GEMVs read ``a`` as is);
-    ``paired_in_kernel_too``: also time the in-kernel permutation (``small_m_candidates``)."""
+    tensor-core candidates' ``PAIRED_K`` (``paired_mode``; the GEMVs read ``a`` as is)."""
     m, k = a.shape
     n = w_packed.shape[0]
     if config is not None:
@@ -425,7 +407,7 @@ def _small_gemm(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, confi
         if gemv_config(m, n, k, a.device) is not None:
             return run({"PATH": "gemv"})
     key = (_pow2_at_least(m, 1) if m <= GEMV_M_MAX else min(_pow2_at_least(m, 16), 128), n, k, a.dtype,
-           str(op_dtype), out_dtype, mode, a.device.index, int(paired), paired_in_kernel_too)
+           str(op_dtype), out_dtype, mode, a.device.index, int(paired))
     choice = tuning.cached(_SMALL_PATH_CHOICE, key)  # the candidate list is only built on a miss
     if choice is None:
         if half2_only:
@@ -433,8 +415,7 @@ def _small_gemm(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, confi
 
             cands = half2_candidates(m)
         else:
-            cands = small_m_candidates(m, gemv_config(m, n, k, a.device) is not None and mode == "auto",
-                                       paired_in_kernel_too)
+            cands = small_m_candidates(m, gemv_config(m, n, k, a.device) is not None and mode == "auto")
         if interpreting() or a.device.type != "cuda":  # nothing to time: the first candidate
             return run(cands[0])
         choice = tuning.pick(_SMALL_PATH_CHOICE, key, cands, run, a.device, "small-M GEMM")
@@ -474,12 +455,6 @@ def paired_mode(m: int, quantized: bool) -> int:
     if m <= PAIRED_IN_KERNEL_M_MAX:
         return PAIRED_IN_KERNEL
     return PAIRED_OPERAND if quantized else PAIRED_OFF
-
-
-def paired_in_kernel_candidates(m: int, quantized: bool) -> bool:
-    """Whether the small-M tuner also times the in-kernel permutation where ``paired_mode``
-    keeps natural order: W4A16 at 33..``SPLITK_M_MAX`` rows, the paired decode switched on."""
-    return not quantized and PAIRED_IN_KERNEL_M_MAX < m <= SPLITK_M_MAX and env.switch(PAIRED_K_ENV, PAIRED_K_DEFAULT)
 
 
 def _cublas_path(m: int, alpha_scalar: float | None, device: torch.device) -> bool:
@@ -547,9 +522,8 @@ def linear_w4a16(x, w_packed, w_scale, alpha, bias, alpha_scalar=None, config=No
         return cublas_gemm(x, w_packed, w_scale_u8, alpha_scalar, bias)
     tl_op, _ = _op_dtype(x.dtype, False)
     if x.shape[0] <= SPLITK_M_MAX:
-        m = x.shape[0]
         return _small_gemm(x, w_packed, w_scale_u8, alpha, bias, out_dtype, tl_op, config,
-                           paired_mode(m, quantized=False), paired_in_kernel_candidates(m, quantized=False))
+                           paired_mode(x.shape[0], quantized=False))
     return gemm(x, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, tl_op, config)
 
 
