@@ -3,14 +3,12 @@
     PYTHONPATH=src python benchmarks/bench_act_quant.py --out $OUT/act_quant.csv      # GPU, < 1 min
     python benchmarks/bench_act_quant.py --smoke --out /tmp/aq.csv                    # CPU check of the script
 
-Why: the packed output (codes + E4M3 bytes) is issue-bound, not memory-bound. Its sm_90 SASS
-(compiled on the CPU) has ~168 instructions per thread per program of fixed cost plus ~23.8
-per element, i.e. 29 per element with the default 16 rows x 256 columns on 4 warps (32
-elements per thread); 132 SMs x 4 schedulers at ~1.75 GHz issue ~0.93 T warp-instructions/s,
-so 29 thread-instructions per element cap the packed kernel at ~2.6 TB/s of bytes read +
-written, and it measures 1.9-2.3. More rows per thread amortize the fixed part: 32 rows on 4
-warps 26.4 per element, 64 rows 24.9 (no spills). Whether that pays, or costs occupancy,
-only the GPU says: this script times every ``(BLOCK_R, num_warps)`` of ``TILES`` in each
+Why: the packed output (codes + E4M3 bytes) stays below the issue's 2.4 TB/s (H100: 1.9-2.2).
+Its sm_90 SASS (``sass_loop_stats.py --act-quant``) has 29 instructions per element at the
+default 16 rows x 256 columns on 4 warps, 26.4 at 32 rows, 24.9 at 64. Fewer instructions
+alone did not pay on the H100 (docs/performance.md, "Tried 2026-12-08": a version with 14%
+fewer ran 15% slower, its loads less coalesced), so the tile is a question only the GPU
+answers: this script times every ``(BLOCK_R, num_warps)`` of ``TILES`` in each
 output mode, after checking that each gives bytes identical to the default tiles (and the
 default, the packed mode, identical to ``nvfp4.numerics``).
 

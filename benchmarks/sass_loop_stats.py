@@ -12,6 +12,8 @@ each, i.e. 128 thread-instructions per SM per cycle).
     python benchmarks/sass_loop_stats.py --dump half2:1   # also print that loop's SASS
     python benchmarks/sass_loop_stats.py --gemm           # the small-M tensor-core GEMM's candidates,
                                                           # natural vs paired weight decode
+    python benchmarks/sass_loop_stats.py --act-quant      # the activation kernel (no loop: whole
+                                                          # kernel per element) by output, rows, warps
 """
 
 from __future__ import annotations
@@ -139,12 +141,43 @@ def run_gemm() -> None:
                 print(f"{op} M={m:3d} {tile:30s} " + " / ".join(f"{v:5.2f}" for v in per_elem), flush=True)
 
 
+def kernel_instructions_per_element(compiled, elements_per_thread: float) -> float:
+    """All SASS instructions of a loop-free kernel (one tile per program) per element a thread handles."""
+    return sum(1 for ln in sass_of(compiled).splitlines() if re.search(r"/\*[0-9a-f]{4}\*/", ln)) / elements_per_thread
+
+
+def act_quant_instructions_per_element(out_mode: int, rows: int, warps: int, paired: bool = False,
+                                       block_k: int = 256) -> float:
+    """sm_90 SASS instructions per element of ``activation_quant_kernel`` for bf16 ``x`` (the
+    packed output writes u8 codes + bytes, the operand fp16, int8 values + fp32 scales)."""
+    from test_triton_compile import HOPPER, compile_for
+
+    from nvfp4.kernels.activation_quant import OUT_DEQUANT, OUT_INT8, activation_quant_kernel
+
+    values, scale = {OUT_DEQUANT: ("*fp16", "*fp16"), OUT_INT8: ("*i8", "*fp32")}.get(out_mode, ("*u8", "*u8"))
+    kernel = compile_for(HOPPER, activation_quant_kernel, dict(x_ptr="*bf16", gx_ptr="*fp32", values_ptr=values,
+                                                               scale_ptr=scale),
+                         dict(OUT_MODE=out_mode, BLOCK_R=rows, BLOCK_K=block_k, PAIRED_K=paired), num_warps=warps)
+    return kernel_instructions_per_element(kernel, rows * block_k / (32 * warps))
+
+
+def run_act_quant() -> None:
+    from nvfp4.kernels.activation_quant import OUT_DEQUANT, OUT_INT8, OUT_PACKED
+
+    print("activation_quant_kernel, bf16 x, 256 columns: SASS instructions per element (whole kernel)")
+    for name, mode in (("packed", OUT_PACKED), ("operand", OUT_DEQUANT), ("int8", OUT_INT8)):
+        for rows, warps in ((16, 4), (32, 4), (64, 4), (32, 8), (64, 8)):
+            print(f"{name:8s} {rows:3d} rows x {warps} warps  {act_quant_instructions_per_element(mode, rows, warps):6.2f}",
+                  flush=True)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dump", default="", help="comma-separated kernel:rows whose loop SASS to print (gemv:1, half2:1)")
     p.add_argument("--gemm", action="store_true", help="the small-M GEMM candidates, natural vs paired decode")
+    p.add_argument("--act-quant", action="store_true", help="the activation kernel by output, rows and warps")
     args = p.parse_args(argv)
-    run_gemm() if args.gemm else run(args)
+    run_gemm() if args.gemm else run_act_quant() if args.act_quant else run(args)
 
 
 if __name__ == "__main__":

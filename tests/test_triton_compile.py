@@ -317,3 +317,17 @@ def test_programmatic_dependent_launch_only_when_asked(name, mode):
         assert signal > _first_global_access(body), "the late signal comes before the kernel reads its inputs"
     assert "griddepcontrol" not in compile_for(HOPPER, kernel, ptrs, constexprs, num_warps=warps).asm["ptx"]
     assert "griddepcontrol" not in compile_for(AMPERE, kernel, ptrs, constexprs, num_warps=warps).asm["ptx"]
+
+
+def test_act_quant_sass_counts_by_output_and_rows():
+    """``benchmarks/sass_loop_stats.py --act-quant`` (the numbers docs/performance.md quotes):
+    the packed output costs more per element than the dense operand (code extraction and
+    nibble packing), and more rows per program amortize the per-program part."""
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    from sass_loop_stats import act_quant_instructions_per_element
+
+    packed = act_quant_instructions_per_element(OUT_PACKED, 16, 4)
+    assert act_quant_instructions_per_element(OUT_DEQUANT, 16, 4) < packed
+    assert act_quant_instructions_per_element(OUT_PACKED, 32, 4) < packed
