@@ -8,8 +8,8 @@ Its sm_90 SASS (``sass_loop_stats.py --act-quant``) has 29 instructions per elem
 default 16 rows x 256 columns on 4 warps, 26.4 at 32 rows, 24.9 at 64. Fewer instructions
 alone did not pay on the H100 (docs/performance.md, "Tried 2026-12-08": a version with 14%
 fewer but less coalesced loads ran 15% slower), so the tile is a question only the GPU
-answers: this script times every ``(BLOCK_R, num_warps)`` of ``TILES`` in each
-output mode, after checking that each gives bytes identical to the default tiles (and the
+answers: this script times every ``(BLOCK_R, num_warps)`` of ``TILES``, with bf16 ``x`` read
+as int32 pairs and as bf16 (``WORDS``; the int8 output always reads bf16), in each output mode, after checking that each gives bytes identical to the default tiles (and the
 default, the packed mode, identical to ``nvfp4.numerics``).
 
 GB/s = bytes read (bf16 x) + written (the mode's outputs) / median GPU time of one call
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import os
 import sys
 import time
@@ -30,10 +31,11 @@ sys.path.insert(0, HERE)
 from bench_linear import _time, finish_csv, write_csv  # noqa: E402
 
 SIZES = ((16, 4096), (128, 8192), (8192, 4096), (16384, 8192), (4096, 28672))
-TILES = ((16, 4), (32, 4), (32, 8), (64, 4), (64, 8), (128, 8))  # (BLOCK_R, num_warps); the first is the default
+TILES = ((16, 4), (32, 4), (32, 8), (64, 8))  # (BLOCK_R, num_warps); the first is the default
+WORDS = (True, False)  # launch_act_quant.ACT_QUANT_BF16_WORDS: bf16 x read as int32 pairs, or as bf16
 CALLS = 10
-FIELDS = ["gpu", "torch", "triton", "date", "m", "k", "mode", "block_r", "num_warps", "time_us", "gbps", "identical",
-          "note"]
+FIELDS = ["gpu", "torch", "triton", "date", "m", "k", "mode", "block_r", "num_warps", "bf16_words", "time_us", "gbps",
+          "identical", "note"]
 
 
 def _outputs(mode, x, gx, torch, launch):
@@ -72,7 +74,7 @@ def main(argv=None) -> None:
                 date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     sizes = ((16, 64),) if args.smoke else SIZES
     tiles = TILES[:2] if args.smoke else TILES
-    default_tiles = (launch_act_quant.ACT_QUANT_BLOCK_R, launch_act_quant.ACT_QUANT_WARPS)
+    defaults = (launch_act_quant.ACT_QUANT_BLOCK_R, launch_act_quant.ACT_QUANT_WARPS, launch_act_quant.ACT_QUANT_BF16_WORDS)
     rows = []
     try:
         for m, k in sizes:
@@ -83,14 +85,16 @@ def main(argv=None) -> None:
             gx = torch.tensor([448.0 * 6 / float(x.float().abs().max())], device=dev)
             for mode in ("packed", "operand", "int8"):
                 launch_act_quant.ACT_QUANT_BLOCK_R, launch_act_quant.ACT_QUANT_WARPS = TILES[0]
+                launch_act_quant.ACT_QUANT_BF16_WORDS = WORDS[0]
                 base, out_bytes = _outputs(mode, x, gx, torch, launch)
                 note = ""
                 if mode == "packed":
                     rp, rs = reference_quantize(x, gx)
                     ok = _same(base, (rp, rs.view(torch.uint8)), torch)
                     note = f"default tiles vs nvfp4.numerics: {'identical' if ok else 'DIFFERENT'}"
-                for block_r, warps in tiles:
+                for (block_r, warps), words in itertools.product(tiles, WORDS):
                     launch_act_quant.ACT_QUANT_BLOCK_R, launch_act_quant.ACT_QUANT_WARPS = block_r, warps
+                    launch_act_quant.ACT_QUANT_BF16_WORDS = words
                     out, _ = _outputs(mode, x, gx, torch, launch)
                     identical = _same(out, base, torch)
                     fn = lambda: _outputs(mode, x, gx, torch, launch)  # noqa: E731
@@ -101,14 +105,16 @@ def main(argv=None) -> None:
                     else:  # bench_linear's timing: one CUDA graph of the CALLS calls, per-call median
                         us = _time([fn] * CALLS, 1, torch, triton)
                     gbps = (2 * m * k + out_bytes) / us / 1e3
-                    rows.append(dict(meta, m=m, k=k, mode=mode, block_r=block_r, num_warps=warps, time_us=f"{us:.2f}",
+                    rows.append(dict(meta, m=m, k=k, mode=mode, block_r=block_r, num_warps=warps, bf16_words=words,
+                                     time_us=f"{us:.2f}",
                                      gbps=f"{gbps:.0f}", identical="yes" if identical else "NO", note=note))
-                    print(f"act_quant {m:6d}x{k:<6d} {mode:8s} rows {block_r:4d} warps {warps}: {us:9.2f} us "
+                    print(f"act_quant {m:6d}x{k:<6d} {mode:8s} rows {block_r:4d} warps {warps} words {words:d}: {us:9.2f} us "
                           f"{gbps:7.0f} GB/s {'' if identical else 'OUTPUT DIFFERS'} {note}", flush=True)
                     write_csv(args.out + ".partial", rows, FIELDS)
             del x
     finally:
-        launch_act_quant.ACT_QUANT_BLOCK_R, launch_act_quant.ACT_QUANT_WARPS = default_tiles
+        (launch_act_quant.ACT_QUANT_BLOCK_R, launch_act_quant.ACT_QUANT_WARPS,
+         launch_act_quant.ACT_QUANT_BF16_WORDS) = defaults
     finish_csv(args.out, rows, FIELDS)
     print(f"wrote {args.out}")
 

@@ -40,16 +40,17 @@ def test_bench_decode_smoke(tmp_path):
 
 
 def test_bench_act_quant_smoke(tmp_path):
-    """benchmarks/bench_act_quant.py --smoke: every output mode at two tile settings, each
-    byte-identical to the default tiles, the packed default identical to nvfp4.numerics."""
+    """benchmarks/bench_act_quant.py --smoke: every output mode at two tile settings, bf16 x read
+    as int32 pairs and as bf16, each byte-identical to the default, the packed default
+    identical to nvfp4.numerics."""
     out = tmp_path / "act_quant.csv"
     env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT / "src"))
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_act_quant.py"), "--smoke", "--out", str(out)],
                           cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = list(csv.DictReader(out.open()))
-    assert [(r["mode"], r["block_r"]) for r in rows] == [
-        (mode, r) for mode in ("packed", "operand", "int8") for r in ("16", "32")]
+    assert [(r["mode"], r["block_r"], r["bf16_words"]) for r in rows] == [
+        (mode, r, w) for mode in ("packed", "operand", "int8") for r in ("16", "32") for w in ("True", "False")]
     assert all(r["identical"] == "yes" and float(r["time_us"]) > 0 for r in rows)
     assert {r["note"] for r in rows if r["mode"] == "packed"} == {"default tiles vs nvfp4.numerics: identical"}
     assert not (tmp_path / "act_quant.csv.partial").exists()

@@ -64,6 +64,29 @@ def test_activation_quant_identical(dtype):
     assert empty_p.shape == (0, 48) and empty_s.shape == (0, 6)
 
 
+def test_activation_quant_bf16_as_words_and_as_bf16():
+    """bf16 rows that start on 4-byte boundaries are read as int32 pairs (``BF16_WORDS``); an odd
+    row stride or an odd start falls back to bf16 loads. Every output identical either way."""
+    from nvfp4.ops import launch_act_quant
+
+    g = torch.Generator().manual_seed(3)
+    base = (torch.randn(4, 97, generator=g) * 3).to(torch.bfloat16)
+    base[1, 5] = float("nan")
+    base[2, 20:36] = -0.0
+    flat = torch.zeros(4 * 96 + 1, dtype=torch.bfloat16)
+    flat[1:] = base[:, :96].reshape(-1)
+    views = {"contiguous": base[:, :96].contiguous(), "odd row stride": base[:, :96], "odd start": flat[1:].view(4, 96)}
+    assert [launch_act_quant._bf16_words(v) for v in views.values()] == [True, False, False]
+    gx = _gx(base[torch.isfinite(base)].reshape(1, -1))
+    rp, rs = quantize_activation(views["contiguous"], gx)
+    operand = activation_operand(rp, rs)
+    for name, x in views.items():
+        p, s = OPS.quantize_activation(x, gx)
+        assert torch.equal(p, rp) and torch.equal(s.view(torch.uint8), rs.view(torch.uint8)), name
+        got = launch.quantize_activation(x, gx, dequant_dtype=torch.float32)
+        assert torch.equal(got.nan_to_num(7.0), operand.nan_to_num(7.0)), name
+
+
 def test_dequantized_activation_operand_exact():
     x = (torch.randn(3, 64) * 2).to(torch.bfloat16)
     gx = _gx(x)

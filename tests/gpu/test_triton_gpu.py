@@ -60,6 +60,37 @@ def test_activation_quant_identical(dtype, m, k):
     assert torch.equal(s.view(torch.uint8), rs.view(torch.uint8))
 
 
+def test_activation_quant_bf16_words_and_fallback(monkeypatch):
+    """bf16 x read as int32 pairs (4-byte-aligned rows) and as bf16 (odd row stride, odd start,
+    or the setting off): packed codes and scales identical to the reference, the dense operands
+    (both dtypes, natural and paired order) and the int8 output identical between the two."""
+    from nvfp4.ops import launch, launch_act_quant
+
+    wide = (torch.randn(300, 4097, device=DEV) * 4).to(torch.bfloat16)
+    wide[3, 16:32] = -0.0
+    wide[4, 40] = float("nan")
+    wide[5, 0] = float("inf")
+    flat = torch.zeros(300 * 4096 + 1, device=DEV, dtype=torch.bfloat16)
+    flat[1:] = wide[:, :4096].reshape(-1)
+    views = {"contiguous": wide[:, :4096].contiguous(), "odd row stride": wide[:, :4096], "odd start": flat[1:].view(300, 4096)}
+    assert [launch_act_quant._bf16_words(v) for v in views.values()] == [True, False, False]
+    gx = _gx(wide[torch.isfinite(wide)].reshape(1, -1))
+    rp, rs = quantize_activation(views["contiguous"], gx)
+
+    def outputs(x):
+        return [*launch.quantize_activation(x, gx), *launch.quantize_activation_int8(x, gx)] + [
+            launch.quantize_activation(x, gx, dequant_dtype=dt, paired_k=pk) for dt in (torch.bfloat16, torch.float16)
+            for pk in (False, True)]
+
+    want = outputs(views["contiguous"])
+    assert torch.equal(want[0], rp) and torch.equal(want[1].view(torch.uint8), rs.view(torch.uint8))
+    for name, x in views.items():
+        for words in (True, False):
+            monkeypatch.setattr(launch_act_quant, "ACT_QUANT_BF16_WORDS", words)
+            for got, ref in zip(outputs(x), want):
+                assert torch.equal(got.view(torch.uint8), ref.view(torch.uint8)), (name, words)
+
+
 def test_activation_quant_nan_group():
     ops, _ = _ops()
     x = torch.randn(4, 64, device=DEV, dtype=torch.bfloat16)

@@ -104,10 +104,12 @@ def e2m1_twice(scaled):
 
 
 @triton.jit
-def e2m1_code(scaled):
+def e2m1_code(scaled, INTERPRET: tl.constexpr = False):
     """The E2M1 code (int32 0..15) of ``clamp(scaled, -6, 6)`` rounded to nearest, ties to even,
     as ``numerics.e2m1_encode`` gives it: sign bit for ``scaled < 0`` (so -0.0 -> 0, a small
-    negative -> 0x8), NaN -> 0.
+    negative -> 0x8), NaN -> 0. On the GPU ``max(|scaled|, 0)`` turns NaN into 0 by itself
+    (PTX ``max.f32`` returns the non-NaN operand): one instruction where a NaN test and a
+    select took two; the interpreter's max propagates NaN, so it keeps the explicit test.
 
     The magnitude code falls out of the same magic-number rounding as ``e2m1_round``: after
     ``y = |v| + C``, ``bits(y) - bits(C)`` is ``|v|`` rounded, counted in units of the grid
@@ -115,7 +117,10 @@ def e2m1_code(scaled):
     ``0, 2, 4`` for those binades, i.e. plus ``(exponent field >> 1) - 254``. No compare
     ladder: ~10 instructions per element.
     """
-    magnitude = tl.where(scaled == scaled, tl.minimum(tl.abs(scaled), 6.0), 0.0)
+    if INTERPRET:
+        magnitude = tl.where(scaled == scaled, tl.minimum(tl.abs(scaled), 6.0), 0.0)
+    else:
+        magnitude = tl.minimum(tl.maximum(tl.abs(scaled), 0.0), 6.0)
     exponent = tl.maximum(magnitude.to(tl.int32, bitcast=True) & 0x7F800000, 0x3F800000)
     c_bits = exponent + E2M1_MAGIC_OFFSET
     rounded = magnitude + f32_from_bits(c_bits)
@@ -124,7 +129,7 @@ def e2m1_code(scaled):
 
 
 @triton.jit
-def _nan_max(a, b):
+def nan_max(a, b):
     return tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)
 
 
@@ -166,13 +171,19 @@ def quantize_groups(xg, gx, inv_gx):
     ``scaled = x * (1 / (s * (1/Gx)))`` is what the E2M1 rounding is applied to. A NaN in a
     group propagates through its amax (NaN-propagating max and min) into the block scale.
     """
-    amax = tl.reduce(tl.abs(xg), 2, _nan_max)
+    scale, output_scale = group_scales(tl.reduce(tl.abs(xg), 2, nan_max), gx, inv_gx)
+    return scale, xg * output_scale[:, :, None]
+
+
+@triton.jit
+def group_scales(amax, gx, inv_gx):
+    """From each group's ``amax`` (NaN if the group holds a NaN): its E4M3 block scale ``s``
+    (as an fp32 value) and the multiplier ``1 / (s * (1/Gx))`` its elements are scaled by
+    before the E2M1 rounding (vLLM's operation order)."""
     one_sixth = f32_from_bits(tl.full(amax.shape, ONE_SIXTH_F32_BITS, tl.int32))
     v = tl.minimum(gx * (amax * one_sixth), 448.0, propagate_nan=tl.PropagateNan.ALL)
     scale = round_to_e4m3(v)
-    output_scale = safe_reciprocal(scale * inv_gx)
-    scaled = xg * output_scale[:, :, None]
-    return scale, scaled
+    return scale, safe_reciprocal(scale * inv_gx)
 
 
 @triton.jit
@@ -322,3 +333,4 @@ def store_output_tile(acc, offs_n, offs_m, M, N, pid_k, out_ptr, partial_ptr, al
         bias = tl.load(bias_ptr + offs_n, mask=n_mask & HAS_BIAS, other=0.0)
         y = linear_epilogue(acc, alpha[:, None], bias[:, None], out_ptr.dtype.element_ty, HAS_BIAS, INTERPRET)
         tl.store(out_ptr + m64[None, :] * N + n64[:, None], y, mask=out_mask)
+

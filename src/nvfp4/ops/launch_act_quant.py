@@ -16,6 +16,16 @@ from . import fast_launch
 # benchmarks/bench_act_quant.py sweeps them (the rows also through an env knob).
 ACT_QUANT_BLOCK_R = int(os.environ.get("NVFP4_TRITON_ACT_QUANT_ROWS", "16"))
 ACT_QUANT_WARPS = 4
+# bf16 x read as int32 pairs (kernels/activation_quant.py BF16_WORDS) where x allows it, for the
+# packed and operand outputs (sm_90 SASS per element at 16 rows x 4 warps: packed 28.3 -> 23.3,
+# operand 22.0 -> 21.8; the int8 output would go 24.3 -> 27.5, so it keeps the bf16 load).
+# Read at each launch: benchmarks/bench_act_quant.py times both.
+ACT_QUANT_BF16_WORDS = True
+
+
+def _bf16_words(x: torch.Tensor) -> bool:
+    """bf16 rows that start on 4-byte boundaries: the kernel may read them as int32 pairs."""
+    return ACT_QUANT_BF16_WORDS and x.dtype == torch.bfloat16 and x.stride(0) % 2 == 0 and x.data_ptr() % 4 == 0
 
 
 def _activation_quant_launch(x, gx, values, scale, out_mode, paired_k=False):
@@ -29,7 +39,8 @@ def _activation_quant_launch(x, gx, values, scale, out_mode, paired_k=False):
     grid = (launch.cdiv(m, block_r), launch.cdiv(k, block_k))
     fast_launch.launch(
         activation_quant_kernel, grid, x, gx, values, scale, m, k, x.stride(0), OUT_MODE=out_mode, BLOCK_R=block_r,
-        BLOCK_K=block_k, num_warps=ACT_QUANT_WARPS, PAIRED_K=paired_k, **launch.pdl_options(x.device),
+        BLOCK_K=block_k, num_warps=ACT_QUANT_WARPS, PAIRED_K=paired_k, INTERPRET=launch.interpreting(),
+        BF16_WORDS=out_mode != OUT_INT8 and _bf16_words(x), **launch.pdl_options(x.device),
     )
     launch.KERNEL_LAUNCHES["activation_quant"] += 1
 
