@@ -16,10 +16,13 @@ Three outputs, chosen at compile time by ``OUT_MODE``:
 Each program handles ``BLOCK_R`` rows by ``BLOCK_K`` columns (groups of 16 never straddle a
 block since ``K % 16 == 0`` and ``BLOCK_K % 16 == 0``), with even and odd elements apart (the
 low and high nibbles of a packed byte). ``BF16_WORDS`` reads bf16 ``x`` as int32 words, so
-each element becomes fp32 in one integer op (``<< 16`` or ``& 0xFFFF0000``); the same 16
-bytes per thread per load as the bf16 read, so both are coalesced alike (a version that
-loaded a whole group per thread as two strided halves ran slower: docs/performance.md,
-"Tried 2026-12-08"). The rounding is the magic-number
+each element becomes fp32 in one integer op (``<< 16`` or ``& 0xFFFF0000``). Triton then
+gives each thread 8 words, a whole group (its scale computed once, no shuffle, its 8 code
+bytes stored without a layout change: sm_90 SASS of the packed output 23.3 instructions per
+element at 16 rows x 4 warps against 28.3 for the bf16 read), loaded as two 16-byte vectors
+whose lanes are 32 bytes apart, where the bf16 read's lanes are contiguous. That load pattern
+is what made an earlier whole-group layout slower on the H100 (docs/performance.md, "Tried
+2026-12-08"), so ``benchmarks/bench_act_quant.py`` times both. The rounding is the magic-number
 E2M1 rounding of ``fp_bits`` (``e2m1_round`` / ``e2m1_twice`` / ``e2m1_code``: a handful of
 instructions per element).
 """
@@ -66,6 +69,7 @@ def activation_quant_kernel(
     if BF16_WORDS:
         # bf16 x read as 32-bit words (element 2j in the low half): each half becomes fp32 in
         # one integer op, where the bf16 -> fp32 conversion of a loaded pair took three.
+        # (The [R, K/2] shape is the packed store's: Triton lays both out alike, 8 words per thread.)
         words = tl.load(x_ptr.to(tl.pointer_type(tl.int32)) + rows64[:, None] * (stride_xm // 2) + pair_cols[None, :],
                         mask=pair_mask, other=0)
         even = tl.reshape((words << 16).to(tl.float32, bitcast=True), (BLOCK_R, G, 8))
