@@ -439,7 +439,8 @@ def main(argv=None) -> None:
     r.add_argument("--eager-shape", default="8b_o", help="shape whose eager per-call wall time is measured ('' to skip)")
     r.add_argument("--pdl", nargs="?", const="on", default="", metavar="MODES",
                    help="also time W4A4/W4A16 with NVFP4_TRITON_PDL set to each of MODES (comma-separated, "
-                        "default 'on'; 'on,late' for both): rows w4a4_pdl / w4a4_pdl_late ...; M <= --pdl-max-m")
+                        "default 'on'; 'on,late' for both, 'off' for W4A4 without its default 'late'): rows "
+                        "w4a4_pdl / w4a4_pdl_late / w4a4_pdl_off ...; M <= --pdl-max-m")
     r.add_argument("--pdl-max-m", type=int, default=128)
     r.add_argument("--paired-ab", action="store_true",
                    help="also time W4A4 and W4A16 with NVFP4_TRITON_PAIRED_K flipped from its default (rows "

@@ -16,17 +16,17 @@
 #       tp1:       the NCCL tensor-parallel selfcheck at world size 1 (scripts/tp_nccl_check.sh)
 #       half2tests: tests/gpu/test_gemv_half2_gpu.py, every small-M candidate, compile and CUDA graphs
 #       actquant:  benchmarks/bench_act_quant.py (the activation kernel's rows x warps in its three outputs, < 1 min)
-#       pdl:       the PDL GPU test (early and late signal), then bench_linear.py --pdl on,late at M <= 64
+#       pdl:       the PDL GPU test (early and late signal), then bench_linear.py --pdl off,on,late at M <= 64
 #       paired:    tests/gpu/test_paired_decode_gpu.py, then bench_linear.py --paired-ab (W4A4 with the
 #                  paired decode on and off beside bf16, M = 1, 4, 16, 64, 128 unless MS is set)
-# The next device session (plan of 2026-12-07, after the full H100 run), one call each:
+# The next device session (plan of 2026-12-08), one call each (each under 10 minutes):
+#   STEPS=tests TEST_FILES="tests/gpu/test_triton_gpu.py" TEST_TIMEOUT=500 scripts/gpu_suite.sh
+#     (the whole file with W4A4's new PDL default "late": CUDA graphs, torch.compile, every path)
 #   STEPS=tests TEST_FILES="tests/gpu/test_paired_decode_gpu.py tests/gpu/test_gemv_half2_gpu.py tests/test_hf_gpu.py
-#     tests/test_tp_gpu.py tests/test_demo.py" TEST_TIMEOUT=500 scripts/gpu_suite.sh      (~50 tests)
-#   STEPS="tests tp" TEST_FILES=tests/gpu/test_triton_gpu.py TEST_TIMEOUT=480 scripts/gpu_suite.sh   (89 tests + NCCL)
-# (the integer-dot and decode-v2 GPU tests passed on the H100 on 2026-12-07 with the current code:
-#  raw/h100_gpu_tests_suite_cut.log), then STEPS="actquant pdl" (the activation kernel's tile sweep, < 1 min;
-#  the late PDL signal: GPU test + timing, ~5 min),
-#  then the act-quant operand timings: STEPS=decode.
+#     tests/test_tp_gpu.py tests/test_demo.py" TEST_TIMEOUT=500 scripts/gpu_suite.sh; then STEPS=tp scripts/gpu_suite.sh
+#   STEPS=bench scripts/device_check.sh  (the full table with the bf16 words read and PDL late for W4A4, ~4 min)
+# (run on the H100 on 2026-12-08: the activation kernel's words sweep, its GPU tests, the PDL tests
+#  and timing: raw/h100_act_quant_sweep_bf16_words.*, raw/h100_bench_pdl_on_late.*, raw/h100_gpu_tests_*.log)
 # Writes logs and CSVs under $OUT (the device tool's output folder) or ./device_out.
 set -u -o pipefail
 OUT=${OUT:-device_out}
@@ -65,7 +65,7 @@ for step in $STEPS; do
     pdl)   timeout -s INT -k 30 ${PDL_TEST_TIMEOUT:-150} python3 -m pytest -q --tb=short -p no:cacheprovider -m gpu \
              tests/gpu/test_triton_gpu.py -k pdl 2>&1 | tee "$OUT/pdl_tests.log" | tail -8
            timeout ${BENCH_TIMEOUT:-300} python3 benchmarks/bench_linear.py run --shapes "$SHAPES" --ms "${MS:-1,2,4,8,16,32,64}" \
-             --pdl on,late --no-ref --eager-shape '' --out "$OUT/bench_pdl_$TAG.csv" 2>&1 | tee "$OUT/bench_pdl_$TAG.log" | tail -${BENCH_TAIL:-40} ;;
+             --pdl off,on,late --no-ref --eager-shape '' --out "$OUT/bench_pdl_$TAG.csv" 2>&1 | tee "$OUT/bench_pdl_$TAG.log" | tail -${BENCH_TAIL:-40} ;;
     decode2) timeout ${DECODE2_TIMEOUT:-170} python3 benchmarks/bench_decode_v2.py --out "$OUT/decode_v2.csv" ${DECODE2_ARGS:-} 2>&1 | tee "$OUT/decode_v2.log" | tail -45
              timeout -s INT -k 30 ${DECODE2_TEST_TIMEOUT:-60} python3 -m pytest -q --tb=line -p no:cacheprovider tests/gpu/test_decode_v2_gpu.py 2>&1 | tee "$OUT/decode_v2_tests.log" | tail -15 ;;
     decode) timeout ${DECODE_TIMEOUT:-110} python3 benchmarks/bench_decode_w4a4.py --out "$OUT/decode.csv" ${DECODE_ARGS:-} 2>&1 | tee "$OUT/decode.log" | tail -${DECODE_TAIL:-30} ;;

@@ -95,7 +95,7 @@ def test_pdl_options_env(monkeypatch):
     from nvfp4.ops import launch
 
     monkeypatch.delenv(launch.PDL_ENV, raising=False)
-    assert launch.pdl_options(torch.device("cuda", 0)) == {}  # off by default (no GPU touched)
+    assert launch.pdl_options(torch.device("cuda", 0)) == {}  # off by default for W4A16 (no GPU touched)
     monkeypatch.setenv(launch.PDL_ENV, "on")
     assert launch.pdl_options(torch.device("cpu")) == {}
     monkeypatch.setattr(launch, "_has_pdl", lambda index: index == 0)  # "device 0 is a Hopper"
@@ -103,6 +103,11 @@ def test_pdl_options_env(monkeypatch):
     assert launch.pdl_options(torch.device("cuda", 1)) == {}
     monkeypatch.setenv(launch.PDL_ENV, "late")  # signal the next kernel after the main loop
     assert launch.pdl_options(torch.device("cuda", 0)) == {"PDL": 2, "launch_pdl": True}
+    monkeypatch.delenv(launch.PDL_ENV)  # unset: "late" for the kernels of a W4A4 linear only
+    assert launch.pdl_options(torch.device("cuda", 0), w4a4=True) == {"PDL": 2, "launch_pdl": True}
+    assert launch.pdl_options(torch.device("cuda", 0)) == {}
+    monkeypatch.setenv(launch.PDL_ENV, "off")
+    assert launch.pdl_options(torch.device("cuda", 0), w4a4=True) == {}
     monkeypatch.setenv(launch.PDL_ENV, "sometimes")
     with pytest.raises(ValueError, match="NVFP4_TRITON_PDL"):
         launch.pdl_options(torch.device("cuda", 0))

@@ -213,3 +213,28 @@ def test_module_with_leading_dims_noncontiguous_and_empty():
     assert torch.equal(layer(xt), layer(xt.contiguous()))
     assert layer(x[:, :0]).shape == (2, 0, 40)
     assert registry  # imported for its side effects only
+
+
+def test_pdl_default_is_late_for_w4a4_and_off_for_w4a16(monkeypatch):
+    """Unset, NVFP4_TRITON_PDL means "late" for every kernel of a W4A4 linear (activation
+    quantization, integer-dot GEMV, GEMM, split-K reduction) and "off" for W4A16; when set, it
+    applies to both. (The launch options themselves are empty off Hopper and in the interpreter.)"""
+    monkeypatch.delenv(launch.PDL_ENV, raising=False)
+    assert (launch.pdl_mode(True), launch.pdl_mode(False)) == ("late", "off")
+    for setting in launch.PDL_MODES:
+        monkeypatch.setenv(launch.PDL_ENV, setting)
+        assert launch.pdl_mode(True) == launch.pdl_mode(False) == setting
+    monkeypatch.delenv(launch.PDL_ENV)
+    calls = []
+    real = launch.pdl_options
+    monkeypatch.setattr(launch, "pdl_options", lambda device, w4a4=False: calls.append(w4a4) or real(device, w4a4))
+    wp, ws, gw = quantize_weight(torch.randn(64, 128) * 0.1)
+    alpha = (1.0 / gw).expand(64).contiguous()
+    for m in (1, 3, 9):  # integer-dot GEMV (+ int8 activation launch), then activation kernel + GEMM
+        x = torch.randn(m, 128).to(torch.bfloat16)
+        calls.clear()
+        launch.linear_w4a4(x, wp, ws, _gx(x), alpha, None)
+        assert calls and all(calls), (m, calls)
+        calls.clear()
+        launch.linear_w4a16(x, wp, ws, alpha, None)
+        assert calls and not any(calls), (m, calls)

@@ -99,8 +99,13 @@ def use_asm_decode(device: torch.device) -> bool:
     return os.environ.get(DECODE_ENV, "asm").strip().lower() != "portable"
 
 
-PDL_ENV = "NVFP4_TRITON_PDL"  # programmatic dependent launch: "off" (default), "on" (early) or "late"
+PDL_ENV = "NVFP4_TRITON_PDL"  # programmatic dependent launch: "off", "on" (early) or "late"
 PDL_MODES = ("off", "on", "late")
+# Unset, the W4A4 chain (activation quantization -> GEMV/GEMM -> split-K reduction) runs with
+# "late" and W4A16 with "off". H100 (raw/h100_bench_pdl_on_late.csv, M = 1, 4, 16, 8 shapes):
+# "late" made W4A4 1.00-1.16x faster at every point (median 1.03x), W4A16 0.72-1.10x.
+PDL_DEFAULT_W4A4 = "late"
+PDL_DEFAULT_W4A16 = "off"
 _NO_OPTIONS: dict = {}
 # The kernels' PDL constexpr per setting (kernels/grid_dependency.py), as a plain int.
 _PDL_OPTIONS = {setting: {"PDL": int(mode.value), "launch_pdl": True}
@@ -112,13 +117,20 @@ def _has_pdl(index: int) -> bool:
     return torch.cuda.get_device_capability(index) >= (9, 0)
 
 
-def pdl_options(device: torch.device) -> dict:
-    """Launch keywords of the decode-path kernels: with ``NVFP4_TRITON_PDL=on`` (or ``late``)
-    on Hopper or newer, each may be scheduled while the previous kernel runs and waits for it
-    at its top (``kernels/grid_dependency.py``: same results as stream order); ``on`` lets the
-    next kernel be scheduled from the top of each kernel, ``late`` only after its main loop.
-    Off by default: ``on`` was slower on the H200 except at M = 1, ``late`` is not yet timed."""
-    mode = env.choice(PDL_ENV, "off", PDL_MODES)
+def pdl_mode(w4a4: bool) -> str:
+    """``NVFP4_TRITON_PDL`` if set, else the default of the linear's kind (``pdl_options``)."""
+    return env.choice(PDL_ENV, PDL_DEFAULT_W4A4 if w4a4 else PDL_DEFAULT_W4A16, PDL_MODES)
+
+
+def pdl_options(device: torch.device, w4a4: bool = False) -> dict:
+    """Launch keywords of the decode-path kernels: with PDL ``on`` or ``late`` on Hopper or
+    newer, each may be scheduled while the previous kernel runs and waits for it at its top
+    (``kernels/grid_dependency.py``: same results as stream order); ``on`` lets the next kernel
+    be scheduled from the top of each kernel, ``late`` only after its main loop. The setting is
+    ``NVFP4_TRITON_PDL`` for every launch; unset, ``PDL_DEFAULT_W4A4`` for the kernels of a
+    W4A4 linear (``w4a4``) and ``PDL_DEFAULT_W4A16`` otherwise. (``on`` was slower than no PDL
+    on the H200 except at M = 1.)"""
+    mode = pdl_mode(w4a4)
     if mode == "off" or interpreting() or device.type != "cuda":
         return _NO_OPTIONS
     index = device.index if device.index is not None else torch.cuda.current_device()
@@ -244,12 +256,14 @@ def gemm(
     op_dtype,
     config: dict | None = None,
     paired: int = 0,
+    w4a4: bool = False,
 ) -> torch.Tensor:
     """Launch the GEMM (and the split-K reduction when used); returns ``out[M, N]``.
 
     ``paired`` (``paired_mode``): the weight decoded in ``paired_decode.PAIRED_ORDER``, with
     ``a`` dense and either already in that order (``PAIRED_OPERAND``, from
-    ``quantize_activation(..., paired_k=True)``) or permuted in the kernel (``PAIRED_IN_KERNEL``)."""
+    ``quantize_activation(..., paired_k=True)``) or permuted in the kernel (``PAIRED_IN_KERNEL``).
+    ``w4a4``: the launches belong to a W4A4 linear (their PDL default, ``pdl_options``)."""
     m = a.shape[0]
     if paired and m > SPLITK_M_MAX:
         raise ValueError(f"gemm: the paired K order is for the small-M path (M <= {SPLITK_M_MAX}) only, got M = {m}")
@@ -281,7 +295,7 @@ def gemm(
             WRITE_PARTIAL=split > 1, EVEN_K=cfg["EVEN_K"],
             BLOCK_N=cfg["BLOCK_N"], BLOCK_M=cfg["BLOCK_M"], BLOCK_K=cfg["BLOCK_K"], W_AS_B=bool(cfg["W_AS_B"]),
             PAIRED_K=int(paired), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], **common,
-            **pdl_options(device),
+            **pdl_options(device, w4a4),
         )
         KERNEL_LAUNCHES["gemm_small_m"] += 1
         if paired:
@@ -297,7 +311,7 @@ def gemm(
         split = kernel.best_config.kwargs["SPLIT_K"]
         KERNEL_LAUNCHES["gemm_large_m"] += 1
     if split > 1:
-        _reduce(partial, alpha, bias, out, split)
+        _reduce(partial, alpha, bias, out, split, w4a4)
     return out
 
 
@@ -312,7 +326,7 @@ def gemv_config(m: int, n: int, k: int, device: torch.device) -> dict | None:
     return dict(BLOCK_N=block_n, BLOCK_K=block_k, SPLIT_K=split, ROWS=decode_rows(m))
 
 
-def gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, cfg) -> torch.Tensor:
+def gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, cfg, w4a4=False) -> torch.Tensor:
     m, k = a.shape
     n = w_packed.shape[0]
     out = torch.empty((m, n), dtype=out_dtype, device=a.device)
@@ -325,22 +339,22 @@ def gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, cfg) -> torc
         kernel, grid, a, w_packed, w_scale_u8, alpha, bias if has_bias else alpha, out, partial, m, n, k, a.stride(0),
         k // 2, k // 16, k // cfg["BLOCK_K"] // split, ROWS=cfg["ROWS"], HAS_BIAS=has_bias, WRITE_PARTIAL=split > 1,
         OP_DTYPE=op_dtype, USE_ASM=use_asm_decode(a.device), INTERPRET=interpreting(),
-        BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"], num_warps=4, **pdl_options(a.device),
+        BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"], num_warps=4, **pdl_options(a.device, w4a4),
     )
     KERNEL_LAUNCHES["gemv"] += 1
     if split > 1:
-        _reduce(partial, alpha, bias, out, split)
+        _reduce(partial, alpha, bias, out, split, w4a4)
     return out
 
 
-def _reduce(partial, alpha, bias, out, split):
+def _reduce(partial, alpha, bias, out, split, w4a4=False):
     m, n = out.shape
     block = 1024
     has_bias = bias is not None
     fast_launch.launch(
         splitk_reduce_kernel, (cdiv(m * n, block),), partial, alpha, bias if has_bias else alpha, out, m, n,
         SPLIT_K=split, HAS_BIAS=has_bias, INTERPRET=interpreting(), BLOCK=block, num_warps=4,
-        **pdl_options(out.device),
+        **pdl_options(out.device, w4a4),
     )
     KERNEL_LAUNCHES["splitk_reduce"] += 1
 
@@ -380,34 +394,35 @@ def small_m_candidates(m: int, with_gemv: bool) -> list[dict]:
     return cands
 
 
-def _small_gemm(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, config=None, paired=0):
+def _small_gemm(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, config=None, paired=0, w4a4=False):
     """M <= SPLITK_M_MAX: the tensor-core split-K GEMM in either operand orientation, or (M <=
     GEMV_M_MAX) the CUDA-core path, whichever this GPU runs fastest for the shape (timed once
     per shape and M bucket outside CUDA-graph capture, ``tuning.pick``). ``paired``: the
-    tensor-core candidates' ``PAIRED_K`` (``paired_mode``; the GEMVs read ``a`` as is)."""
+    tensor-core candidates' ``PAIRED_K`` (``paired_mode``; the GEMVs read ``a`` as is);
+    ``w4a4`` as in ``gemm``."""
     m, k = a.shape
     n = w_packed.shape[0]
     if config is not None:
-        return gemm(a, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, op_dtype, config, paired)
+        return gemm(a, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, op_dtype, config, paired, w4a4)
     if paired == PAIRED_OPERAND and m <= GEMV_M_MAX:
         raise ValueError(f"_small_gemm: a permuted operand needs M > {GEMV_M_MAX} (the GEMVs read natural order)")
     mode = env.choice(GEMV_ENV, "auto", GEMV_MODES)
 
     def run(cand):
         if cand.get("PATH") == "gemv":
-            return gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, gemv_config(m, n, k, a.device))
+            return gemv(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, gemv_config(m, n, k, a.device), w4a4)
         if cand.get("PATH") == "gemv_half2":
             from .launch_gemv_half2 import gemv_half2
 
-            return gemv_half2(a, w_packed, w_scale_u8, alpha, bias, out_dtype, cand)
-        return gemm(a, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, op_dtype, cand, paired)
+            return gemv_half2(a, w_packed, w_scale_u8, alpha, bias, out_dtype, cand, w4a4)
+        return gemm(a, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, op_dtype, cand, paired, w4a4)
 
     half2_only = mode == "half2" and m <= GEMV_M_MAX
     if not half2_only and (mode == "always" or interpreting() or a.device.type != "cuda"):  # a fixed path
         if gemv_config(m, n, k, a.device) is not None:
             return run({"PATH": "gemv"})
     key = (_pow2_at_least(m, 1) if m <= GEMV_M_MAX else min(_pow2_at_least(m, 16), 128), n, k, a.dtype,
-           str(op_dtype), out_dtype, mode, a.device.index, int(paired))
+           str(op_dtype), out_dtype, mode, a.device.index, int(paired), w4a4)
     choice = tuning.cached(_SMALL_PATH_CHOICE, key)  # the candidate list is only built on a miss
     if choice is None:
         if half2_only:
@@ -504,8 +519,8 @@ def linear_w4a4_float(x, w_packed, w_scale, gx, alpha, bias, alpha_scalar=None, 
     paired = paired_mode(m, quantized=True)
     x_hat = quantize_activation(x, gx, dequant_dtype=torch_op, paired_k=paired == PAIRED_OPERAND)
     if m <= SPLITK_M_MAX:
-        return _small_gemm(x_hat, w_packed, w_scale_u8, alpha, bias, out_dtype, tl_op, config, paired)
-    return gemm(x_hat, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, tl_op, config)
+        return _small_gemm(x_hat, w_packed, w_scale_u8, alpha, bias, out_dtype, tl_op, config, paired, w4a4=True)
+    return gemm(x_hat, None, A_DENSE, w_packed, w_scale_u8, alpha, bias, None, out_dtype, tl_op, config, w4a4=True)
 
 
 def linear_w4a16(x, w_packed, w_scale, alpha, bias, alpha_scalar=None, config=None, out_dtype=None):
@@ -532,5 +547,5 @@ def gemm_w4a4_packed(x_packed, x_scale, w_packed, w_scale, alpha, bias, out_dtyp
     tl_op, _ = _op_dtype(out_dtype, True)
     return gemm(
         x_packed, x_scale.view(torch.uint8), A_PACKED, w_packed, w_scale.view(torch.uint8), alpha, bias, None,
-        out_dtype, tl_op, config,
+        out_dtype, tl_op, config, w4a4=True,
     )

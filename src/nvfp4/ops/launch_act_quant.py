@@ -40,7 +40,7 @@ def _activation_quant_launch(x, gx, values, scale, out_mode, paired_k=False):
     fast_launch.launch(
         activation_quant_kernel, grid, x, gx, values, scale, m, k, x.stride(0), OUT_MODE=out_mode, BLOCK_R=block_r,
         BLOCK_K=block_k, num_warps=ACT_QUANT_WARPS, PAIRED_K=paired_k, INTERPRET=launch.interpreting(),
-        BF16_WORDS=out_mode != OUT_INT8 and _bf16_words(x), **launch.pdl_options(x.device),
+        BF16_WORDS=out_mode != OUT_INT8 and _bf16_words(x), **launch.pdl_options(x.device, w4a4=True),
     )
     launch.KERNEL_LAUNCHES["activation_quant"] += 1
 

@@ -201,7 +201,7 @@ def linear_w4a4_dp4a(x, w_packed, w_scale, gx, alpha, bias, config: dict | None 
         ROWS=cfg["ROWS"], FUSED_QUANT=bool(cfg["FUSED_QUANT"]), HAS_BIAS=has_bias,
         USE_ASM=x.device.type == "cuda" and not launch.interpreting(), INTERPRET=launch.interpreting(),
         EVEN_K=cfg["EVEN_K"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"], NUM_STAGES=cfg["NUM_STAGES"],
-        num_warps=cfg["num_warps"], **launch.pdl_options(x.device),
+        num_warps=cfg["num_warps"], **launch.pdl_options(x.device, w4a4=True),
     )
     launch.KERNEL_LAUNCHES["gemv_dp4a"] += 1
     return out

@@ -64,7 +64,7 @@ def config(m: int, n: int, k: int, device: torch.device, tile: dict) -> dict:
     return cfg
 
 
-def gemv_half2(a, w_packed, w_scale_u8, alpha, bias, out_dtype, tile: dict) -> torch.Tensor:
+def gemv_half2(a, w_packed, w_scale_u8, alpha, bias, out_dtype, tile: dict, w4a4: bool = False) -> torch.Tensor:
     """``alpha * (a @ dequant(W)^T)`` (+ bias) for a dense fp16/bf16 ``a[M, K]``, M <= 4."""
     from .launch_dp4a import split_k_scratch  # the same self-resetting per-stream counters
 
@@ -85,7 +85,7 @@ def gemv_half2(a, w_packed, w_scale_u8, alpha, bias, out_dtype, tile: dict) -> t
         m, n, k, a.stride(0), k // 2, k // 16, cfg["TILES_PER_SPLIT"], split,
         ROWS=cfg["ROWS"], HAS_BIAS=has_bias, USE_ASM=launch.use_asm_decode(a.device), INTERPRET=launch.interpreting(),
         EVEN_K=cfg["EVEN_K"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"], NUM_STAGES=cfg["NUM_STAGES"],
-        num_warps=cfg["num_warps"], **launch.pdl_options(a.device),
+        num_warps=cfg["num_warps"], **launch.pdl_options(a.device, w4a4),
     )
     launch.KERNEL_LAUNCHES[PATH] += 1
     return out
