@@ -92,13 +92,13 @@ def test_split_k_counters_are_allocated_once_and_never_replaced(monkeypatch):
 def test_pdl_options_env(monkeypatch):
     import torch
 
-    from nvfp4.ops import launch
+    from nvfp4.ops import dependent_launch, launch
 
     monkeypatch.delenv(launch.PDL_ENV, raising=False)
     assert launch.pdl_options(torch.device("cuda", 0)) == {}  # off by default for W4A16 (no GPU touched)
     monkeypatch.setenv(launch.PDL_ENV, "on")
     assert launch.pdl_options(torch.device("cpu")) == {}
-    monkeypatch.setattr(launch, "_has_pdl", lambda index: index == 0)  # "device 0 is a Hopper"
+    monkeypatch.setattr(dependent_launch, "_has_pdl", lambda index: index == 0)  # "device 0 is a Hopper"
     assert launch.pdl_options(torch.device("cuda", 0)) == {"PDL": True, "launch_pdl": True}
     assert launch.pdl_options(torch.device("cuda", 1)) == {}
     monkeypatch.setenv(launch.PDL_ENV, "late")  # signal the next kernel after the main loop

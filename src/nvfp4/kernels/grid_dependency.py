@@ -3,7 +3,7 @@
 A decode-sized linear is a chain of short kernels (activation quantization -> GEMV or GEMM ->
 split-K reduction), each a few microseconds, and in a CUDA graph a dependent kernel still
 starts only after the previous one has drained: its launch latency and the previous
-kernel's tail add up on every link. Launched with ``launch_pdl`` (``ops.launch.pdl_options``),
+kernel's tail add up on every link. Launched with ``launch_pdl`` (``ops.dependent_launch.pdl_options``),
 a kernel may be scheduled while its predecessor still runs; ``wait_for_previous_grid`` at the
 very top of every kernel that takes part makes it wait, before any memory access, until the
 previous grid has completed and its writes are visible, so the results are exactly those of

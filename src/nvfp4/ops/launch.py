@@ -45,11 +45,14 @@ import triton
 
 from ..kernels.gemm import A_DENSE, A_PACKED, A_QUANTIZE, nvfp4_gemm_kernel, nvfp4_gemm_kernel_interpreted
 from ..kernels.gemv import gemv_kernel, gemv_kernel_interpreted
-from ..kernels import grid_dependency, paired_decode
+from ..kernels import paired_decode
 from ..kernels.splitk_reduce import splitk_reduce_kernel
 from ..kernels.weight_dequant import weight_dequant_kernel
 from ..utils import env
 from . import fast_launch, tuning
+from .dependent_launch import (  # noqa: F401  (re-exported)
+    PDL_DEFAULT_W4A4, PDL_DEFAULT_W4A16, PDL_ENV, PDL_MODES, pdl_mode, pdl_options,
+)
 from .launch_act_quant import quantize_activation, quantize_activation_int8  # noqa: F401  (re-exported)
 
 logger = logging.getLogger("nvfp4")
@@ -97,44 +100,6 @@ def use_asm_decode(device: torch.device) -> bool:
     if interpreting() or device.type != "cuda":
         return False
     return os.environ.get(DECODE_ENV, "asm").strip().lower() != "portable"
-
-
-PDL_ENV = "NVFP4_TRITON_PDL"  # programmatic dependent launch: "off", "on" (early) or "late"
-PDL_MODES = ("off", "on", "late")
-# Unset, the W4A4 chain (activation quantization -> GEMV/GEMM -> split-K reduction) runs with
-# "late" and W4A16 with "off". H100 (raw/h100_bench_pdl_on_late.csv, M = 1, 4, 16, 8 shapes):
-# "late" made W4A4 1.00-1.16x faster at every point (median 1.03x), W4A16 0.72-1.10x.
-PDL_DEFAULT_W4A4 = "late"
-PDL_DEFAULT_W4A16 = "off"
-_NO_OPTIONS: dict = {}
-# The kernels' PDL constexpr per setting (kernels/grid_dependency.py), as a plain int.
-_PDL_OPTIONS = {setting: {"PDL": int(mode.value), "launch_pdl": True}
-                for setting, mode in (("on", grid_dependency.PDL_EARLY), ("late", grid_dependency.PDL_LATE))}
-
-
-@functools.lru_cache(maxsize=None)
-def _has_pdl(index: int) -> bool:
-    return torch.cuda.get_device_capability(index) >= (9, 0)
-
-
-def pdl_mode(w4a4: bool) -> str:
-    """``NVFP4_TRITON_PDL`` if set, else the default of the linear's kind (``pdl_options``)."""
-    return env.choice(PDL_ENV, PDL_DEFAULT_W4A4 if w4a4 else PDL_DEFAULT_W4A16, PDL_MODES)
-
-
-def pdl_options(device: torch.device, w4a4: bool = False) -> dict:
-    """Launch keywords of the decode-path kernels: with PDL ``on`` or ``late`` on Hopper or
-    newer, each may be scheduled while the previous kernel runs and waits for it at its top
-    (``kernels/grid_dependency.py``: same results as stream order); ``on`` lets the next kernel
-    be scheduled from the top of each kernel, ``late`` only after its main loop. The setting is
-    ``NVFP4_TRITON_PDL`` for every launch; unset, ``PDL_DEFAULT_W4A4`` for the kernels of a
-    W4A4 linear (``w4a4``) and ``PDL_DEFAULT_W4A16`` otherwise. (``on`` was slower than no PDL
-    on the H200 except at M = 1.)"""
-    mode = pdl_mode(w4a4)
-    if mode == "off" or interpreting() or device.type != "cuda":
-        return _NO_OPTIONS
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    return _PDL_OPTIONS[mode] if _has_pdl(index) else _NO_OPTIONS
 
 
 @functools.lru_cache(maxsize=None)
