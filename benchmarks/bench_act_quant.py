@@ -3,15 +3,16 @@
     PYTHONPATH=src python benchmarks/bench_act_quant.py --out $OUT/act_quant.csv      # GPU, < 1 min
     python benchmarks/bench_act_quant.py --smoke --out /tmp/aq.csv                    # CPU check of the script
 
-Why: the packed output (codes + E4M3 bytes) stays below the issue's 2.4 TB/s (H100: 1.9-2.2).
-Its sm_90 SASS (``sass_loop_stats.py --act-quant``) has 29 instructions per element at the
-default 16 rows x 256 columns on 4 warps, 26.4 at 32 rows, 24.9 at 64. Fewer instructions
-alone did not pay on the H100 (docs/performance.md, "Tried 2026-12-08": a version with 14%
-fewer but less coalesced loads ran 15% slower; the int32-words read of bf16 x, 23.3 per element,
-was 11-12% faster in its A/B run, raw/h100_act_quant_sweep_bf16_words.csv), so the tile is a
-question only the GPU answers: this script times every ``(BLOCK_R, num_warps)`` of ``TILES``, with bf16 ``x`` read
-as int32 pairs and as bf16 (``WORDS``; the int8 output always reads bf16), in each output mode, after checking that each gives bytes identical to the default tiles (and the
-default, the packed mode, identical to ``nvfp4.numerics``).
+Why: the activation kernel's speed does not follow its instruction count alone. Its sm_90 SASS
+(``sass_loop_stats.py --act-quant``) has 29 instructions per element for the packed output
+with the bf16 read at 16 rows x 256 columns on 4 warps (26.4 at 32 rows, 24.9 at 64). On the
+H100 a version with 14% fewer but less coalesced loads ran 15% slower, while the int32-words
+read of bf16 x (23.3 per element) ran 11-12% faster: 2.58-2.79 TB/s, where the issue asks
+for 2.4 (docs/performance.md, 2026-12-08; raw/h100_act_quant_sweep_bf16_words.csv). So the
+tile and the read are settled on the GPU: this script times every ``(BLOCK_R, num_warps)`` of
+``TILES`` with bf16 ``x`` read as int32 pairs and as bf16 (``WORDS``; the int8 output always
+reads bf16), in each output mode, after checking that each gives bytes identical to the
+default (and the default packed output identical to ``nvfp4.numerics``).
 
 GB/s = bytes read (bf16 x) + written (the mode's outputs) / median GPU time of one call
 (``triton.testing.do_bench`` over a CUDA graph of ``CALLS`` calls). The decode-sized inputs
