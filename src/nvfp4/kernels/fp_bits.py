@@ -333,4 +333,3 @@ def store_output_tile(acc, offs_n, offs_m, M, N, pid_k, out_ptr, partial_ptr, al
         bias = tl.load(bias_ptr + offs_n, mask=n_mask & HAS_BIAS, other=0.0)
         y = linear_epilogue(acc, alpha[:, None], bias[:, None], out_ptr.dtype.element_ty, HAS_BIAS, INTERPRET)
         tl.store(out_ptr + m64[None, :] * N + n64[:, None], y, mask=out_mask)
-
