@@ -68,9 +68,9 @@ def main(argv=None) -> None:
         launch.linear_w4a4 = saved[1]
         fast_launch.launch = lambda *a, **kw: None  # every kernel launch
         launch_dp4a.dp4a_applies = lambda m, device: 0 < m <= launch_dp4a.DP4A_M_MAX
-        mode = launch_dp4a.dp4a_mode()
-        launch_dp4a._CHOICE[(1, n, k, x1.dtype, x1.dtype, mode, None)] = launch_dp4a.candidates(1)[0]
-        key16 = (16, n, k, torch.float16, str(launch._op_dtype(x16.dtype, True)[0]), x16.dtype, "auto", None)
+        launch_dp4a._CHOICE[launch_dp4a.choice_key(1, n, k, x1.dtype, x1.dtype, x1.device)] = launch_dp4a.candidates(1)[0]
+        key16 = launch.small_path_key(16, n, k, torch.float16, launch._op_dtype(x16.dtype, True)[0], x16.dtype, "auto",
+                                      x16.device, launch.paired_mode(16, True), True)
         launch._SMALL_PATH_CHOICE[key16] = small_m_candidates(16, False)[0]
         launch_cases = {
             "launch.linear_w4a4 M=1 (integer-dot), launches stubbed":

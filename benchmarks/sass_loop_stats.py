@@ -147,9 +147,10 @@ def kernel_instructions_per_element(compiled, elements_per_thread: float) -> flo
 
 
 def act_quant_instructions_per_element(out_mode: int, rows: int, warps: int, paired: bool = False,
-                                       block_k: int = 256) -> float:
+                                       block_k: int = 256, words: bool = False) -> float:
     """sm_90 SASS instructions per element of ``activation_quant_kernel`` for bf16 ``x`` (the
-    packed output writes u8 codes + bytes, the operand fp16, int8 values + fp32 scales)."""
+    packed output writes u8 codes + bytes, the operand fp16, int8 values + fp32 scales), ``x``
+    read as bf16 or (``words``) as int32 pairs."""
     from test_triton_compile import HOPPER, compile_for
 
     from nvfp4.kernels.activation_quant import OUT_DEQUANT, OUT_INT8, activation_quant_kernel
@@ -157,18 +158,20 @@ def act_quant_instructions_per_element(out_mode: int, rows: int, warps: int, pai
     values, scale = {OUT_DEQUANT: ("*fp16", "*fp16"), OUT_INT8: ("*i8", "*fp32")}.get(out_mode, ("*u8", "*u8"))
     kernel = compile_for(HOPPER, activation_quant_kernel, dict(x_ptr="*bf16", gx_ptr="*fp32", values_ptr=values,
                                                                scale_ptr=scale),
-                         dict(OUT_MODE=out_mode, BLOCK_R=rows, BLOCK_K=block_k, PAIRED_K=paired), num_warps=warps)
+                         dict(OUT_MODE=out_mode, BLOCK_R=rows, BLOCK_K=block_k, PAIRED_K=paired, BF16_WORDS=words),
+                         num_warps=warps)
     return kernel_instructions_per_element(kernel, rows * block_k / (32 * warps))
 
 
 def run_act_quant() -> None:
     from nvfp4.kernels.activation_quant import OUT_DEQUANT, OUT_INT8, OUT_PACKED
 
-    print("activation_quant_kernel, bf16 x, 256 columns: SASS instructions per element (whole kernel)")
+    print("activation_quant_kernel, bf16 x, 256 columns: SASS instructions per element (whole kernel), "
+          "x read as bf16 / as int32 words (the launcher's choice for packed and operand)")
     for name, mode in (("packed", OUT_PACKED), ("operand", OUT_DEQUANT), ("int8", OUT_INT8)):
         for rows, warps in ((16, 4), (32, 4), (64, 4), (32, 8), (64, 8)):
-            print(f"{name:8s} {rows:3d} rows x {warps} warps  {act_quant_instructions_per_element(mode, rows, warps):6.2f}",
-                  flush=True)
+            counts = [act_quant_instructions_per_element(mode, rows, warps, words=w) for w in (False, True)]
+            print(f"{name:8s} {rows:3d} rows x {warps} warps  {counts[0]:6.2f} / {counts[1]:6.2f}", flush=True)
 
 
 def main(argv=None) -> None:

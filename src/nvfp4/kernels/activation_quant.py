@@ -63,6 +63,7 @@ def activation_quant_kernel(
     rows = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)
     rows64 = rows.to(tl.int64)
     row_ok = rows[:, None] < M
+    cols = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
     # Even and odd elements apart, [R, G, 8] each: the low and high nibbles of the packed bytes.
     pair_cols = pid_k * (BLOCK_K // 2) + tl.arange(0, BLOCK_K // 2)
     pair_mask = row_ok & (pair_cols[None, :] < K // 2)
@@ -75,7 +76,6 @@ def activation_quant_kernel(
         even = tl.reshape((words << 16).to(tl.float32, bitcast=True), (BLOCK_R, G, 8))
         odd = tl.reshape((words & -65536).to(tl.float32, bitcast=True), (BLOCK_R, G, 8))
     else:
-        cols = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
         x = tl.load(x_ptr + rows64[:, None] * stride_xm + cols[None, :], mask=row_ok & (cols[None, :] < K), other=0.0)
         even, odd = tl.split(tl.reshape(x.to(tl.float32), (BLOCK_R, G, 8, 2)))
 
@@ -101,7 +101,6 @@ def activation_quant_kernel(
         value = tl.reshape(pairs, (BLOCK_R, BLOCK_K))  # natural order again
         if PAIRED_K:  # within groups of 8, which a thread holds whole: no data leaves it
             value = pair_permute_k(value, BLOCK_K)
-        cols = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
         tl.store(values_ptr + rows64[:, None] * K + cols[None, :], value.to(values_ptr.dtype.element_ty),
                  mask=row_ok & (cols[None, :] < K))
         if OUT_MODE == 2:

@@ -359,6 +359,13 @@ def small_m_candidates(m: int, with_gemv: bool) -> list[dict]:
     return cands
 
 
+def small_path_key(m, n, k, a_dtype, op_dtype, out_dtype, gemv_mode, device, paired, w4a4) -> tuple:
+    """``_small_gemm``'s tuner cache key: per shape and M bucket, and per setting that changes
+    the candidates or their speed (GEMV mode, decode order, PDL mode)."""
+    bucket = _pow2_at_least(m, 1) if m <= GEMV_M_MAX else min(_pow2_at_least(m, 16), 128)
+    return (bucket, n, k, a_dtype, str(op_dtype), out_dtype, gemv_mode, device.index, int(paired), pdl_mode(w4a4))
+
+
 def _small_gemm(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, config=None, paired=0, w4a4=False):
     """M <= SPLITK_M_MAX: the tensor-core split-K GEMM in either operand orientation, or (M <=
     GEMV_M_MAX) the CUDA-core path, whichever this GPU runs fastest for the shape (timed once
@@ -386,8 +393,7 @@ def _small_gemm(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, confi
     if not half2_only and (mode == "always" or interpreting() or a.device.type != "cuda"):  # a fixed path
         if gemv_config(m, n, k, a.device) is not None:
             return run({"PATH": "gemv"})
-    key = (_pow2_at_least(m, 1) if m <= GEMV_M_MAX else min(_pow2_at_least(m, 16), 128), n, k, a.dtype,
-           str(op_dtype), out_dtype, mode, a.device.index, int(paired), w4a4)
+    key = small_path_key(m, n, k, a.dtype, op_dtype, out_dtype, mode, a.device, paired, w4a4)
     choice = tuning.cached(_SMALL_PATH_CHOICE, key)  # the candidate list is only built on a miss
     if choice is None:
         if half2_only:

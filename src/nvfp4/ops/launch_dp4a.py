@@ -107,15 +107,21 @@ def dp4a_config(m: int, n: int, k: int, device: torch.device, override: dict | N
     return cfg
 
 
+def choice_key(m: int, n: int, k: int, x_dtype, out_dtype, device: torch.device) -> tuple:
+    """The tuner's cache key of a shape. The paired-decode and PDL settings change the
+    candidates' speed, so a choice made under one setting is not reused under another
+    (bench_linear.py --paired-ab / --pdl flip them in one process)."""
+    return (m, n, k, x_dtype, out_dtype, dp4a_mode(), launch.paired_mode(m, True), launch.pdl_mode(True),
+            device.index)
+
+
 def tuned_override(x, w_packed, w_scale, gx, alpha, bias, out_dtype=None) -> dict:
     """The candidate to run for this shape (``tuning.pick``: timed once, then cached)."""
     m, k = x.shape
     n = w_packed.shape[0]
     if launch.interpreting():
         return candidates(m)[0]
-    # The paired-decode setting changes FLOAT_PATH's speed, so a choice made under one setting
-    # is not reused under the other (bench_linear.py --paired-ab flips it in one process).
-    key = (m, n, k, x.dtype, out_dtype, dp4a_mode(), launch.paired_mode(m, True), x.device.index)
+    key = choice_key(m, n, k, x.dtype, out_dtype, x.device)
     choice = tuning.cached(_CHOICE, key)
     if choice is not None:
         return choice
