@@ -12,6 +12,7 @@ each, i.e. 128 thread-instructions per SM per cycle).
     python benchmarks/sass_loop_stats.py --dump half2:1   # also print that loop's SASS
     python benchmarks/sass_loop_stats.py --gemm           # the small-M tensor-core GEMM's candidates,
                                                           # natural vs paired weight decode
+    python benchmarks/sass_loop_stats.py --gemm --asm-level 1   # the same with the sm_80 scale decode
     python benchmarks/sass_loop_stats.py --act-quant      # the activation kernel (no loop: whole
                                                           # kernel per element) by output, rows, warps
 """
@@ -110,11 +111,13 @@ def loop_instructions_per_weight_element(kernel, cfg: dict) -> float:
     return len(main_loop(sass_of(kernel))) * 32 * cfg["num_warps"] / (cfg["BLOCK_N"] * cfg["BLOCK_K"])
 
 
-def run_gemm() -> None:
+def run_gemm(asm_level: int = 2) -> None:
     """Every tensor-core candidate of ``launch.small_m_candidates`` at M = 5, 32, 64, 128 (tiles
     as ``small_m_config`` sizes them for 4096 x 4096), compiled with the natural-order decode
     (``PAIRED_K`` 0) and both paired modes (1: permuted operand, 2: permuted in the kernel),
-    fp16 (W4A4's operand) and bf16 (W4A16 with bf16 x)."""
+    fp16 (W4A4's operand) and bf16 (W4A16 with bf16 x), at the decoders' ``asm_level``
+    (``launch.use_asm_decode``: 2 = sm_89's E4M3 conversions, what a Hopper launch gets; 1 =
+    the sm_80 PTX)."""
     import torch
     import triton.language as tl
     from test_triton_compile import HOPPER, _ptrs, compile_for
@@ -122,7 +125,8 @@ def run_gemm() -> None:
     from nvfp4.kernels.gemm import nvfp4_gemm_kernel
     from nvfp4.ops.launch import small_m_candidates, small_m_config
 
-    print("instructions per weight element of the K loop; PAIRED_K = 0 (natural) / 1 (operand) / 2 (in kernel)")
+    print(f"instructions per weight element of the K loop; PAIRED_K = 0 (natural) / 1 (operand) / 2 (in kernel); "
+          f"USE_ASM = {asm_level}")
     for op in ("fp16", "bf16"):
         for m in (5, 32, 64, 128):
             for cand in small_m_candidates(m, False):
@@ -132,7 +136,7 @@ def run_gemm() -> None:
                     kernel = compile_for(HOPPER, nvfp4_gemm_kernel, _ptrs(a_ptr="*" + op, a_scale_ptr="*u8", gx_ptr="*fp32",
                                                                           out_ptr="*bf16"), dict(
                         A_MODE=0, HAS_BIAS=False, WRITE_PARTIAL=True, OP_DTYPE=tl.float16 if op == "fp16" else tl.bfloat16,
-                        USE_ASM=True, INTERPRET=False, EVEN_K=True, BLOCK_N=cfg["BLOCK_N"], BLOCK_M=cfg["BLOCK_M"],
+                        USE_ASM=asm_level, INTERPRET=False, EVEN_K=True, BLOCK_N=cfg["BLOCK_N"], BLOCK_M=cfg["BLOCK_M"],
                         BLOCK_K=cfg["BLOCK_K"], W_AS_B=cfg["W_AS_B"], PAIRED_K=paired,
                     ), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
                     per_elem.append(loop_instructions_per_weight_element(kernel, cfg))
@@ -179,8 +183,10 @@ def main(argv=None) -> None:
     p.add_argument("--dump", default="", help="comma-separated kernel:rows whose loop SASS to print (gemv:1, half2:1)")
     p.add_argument("--gemm", action="store_true", help="the small-M GEMM candidates, natural vs paired decode")
     p.add_argument("--act-quant", action="store_true", help="the activation kernel by output, rows and warps")
+    p.add_argument("--asm-level", type=int, default=2, choices=(1, 2),
+                   help="--gemm: the decoders' USE_ASM level (2: sm_89 E4M3 conversions, as on Hopper; 1: sm_80 PTX)")
     args = p.parse_args(argv)
-    run_gemm() if args.gemm else run_act_quant() if args.act_quant else run(args)
+    run_gemm(args.asm_level) if args.gemm else run_act_quant() if args.act_quant else run(args)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,16 @@
 #       pdl:       the PDL GPU test (early and late signal), then bench_linear.py --pdl off,on,late at M <= 64
 #       paired:    tests/gpu/test_paired_decode_gpu.py, then bench_linear.py --paired-ab (W4A4 with the
 #                  paired decode on and off beside bf16, M = 1, 4, 16, 64, 128 unless MS is set)
-# The next device session (plan of 2026-12-08), one call each (each under 10 minutes):
+# The next device session (plan of 2026-12-08, second session), one call each (each under 10 minutes):
+#   STEPS=tests TEST_FILES="tests/gpu/test_paired_decode_gpu.py" TEST_TIMEOUT=300 scripts/gpu_suite.sh
+#     (first: the sm_89 E4M3 scale conversion, every word x scale byte, every candidate; not yet run on a GPU)
 #   STEPS=tests TEST_FILES="tests/gpu/test_triton_gpu.py" TEST_TIMEOUT=500 scripts/gpu_suite.sh
-#     (the whole file with W4A4's new PDL default "late": CUDA graphs, torch.compile, every path)
-#   STEPS=tests TEST_FILES="tests/gpu/test_paired_decode_gpu.py tests/gpu/test_gemv_half2_gpu.py tests/test_hf_gpu.py
-#     tests/test_tp_gpu.py tests/test_demo.py" TEST_TIMEOUT=500 scripts/gpu_suite.sh; then STEPS=tp scripts/gpu_suite.sh
-#   STEPS=bench scripts/device_check.sh  (the full table with the bf16 words read and PDL late for W4A4, ~4 min)
+#     (the whole file: decoder levels bit-identical, weight dequantization of every scale byte, PDL "late",
+#      CUDA graphs, torch.compile, every path)
+#   STEPS=bench scripts/device_check.sh  (the full table, W4A4/W4A16 beside NVFP4_TRITON_DECODE=sm80 at every M
+#     and the tuner's choices logged: --decode-ab --log-tuner; ~5 min)
+#   STEPS=tests TEST_FILES="tests/gpu/test_gemv_half2_gpu.py tests/test_hf_gpu.py tests/test_tp_gpu.py tests/test_demo.py"
+#     TEST_TIMEOUT=500 scripts/gpu_suite.sh; then STEPS=tp scripts/gpu_suite.sh
 # (run on the H100 on 2026-12-08: the activation kernel's words sweep, its GPU tests, the PDL tests
 #  and timing: raw/h100_act_quant_sweep_bf16_words.*, raw/h100_bench_pdl_on_late.*, raw/h100_gpu_tests_*.log)
 # Writes logs and CSVs under $OUT (the device tool's output folder) or ./device_out.
@@ -52,7 +56,7 @@ for step in $STEPS; do
   case $step in
     tests) timeout -s INT -k 30 ${TEST_TIMEOUT:-240} python3 -m pytest -q -p no:cacheprovider tests/gpu -x 2>&1 | tee "$OUT/gpu_tests.log" | tail -25 ;;
     tune)  timeout ${TUNE_TIMEOUT:-150} python3 benchmarks/tune_small_m.py ${TUNE_ARGS:-} 2>&1 | tee "$OUT/tune.log" | grep -E "BEST|FAILED" ;;
-    bench) timeout ${BENCH_TIMEOUT:-560} python3 benchmarks/bench_linear.py run --shapes "$SHAPES" ${MS:+--ms "$MS"} ${BENCH_ARGS:---paired-ab} --out "$OUT/bench_$TAG.csv" 2>&1 | tee "$OUT/bench_$TAG.log" | tail -${BENCH_TAIL:-40} ;;
+    bench) timeout ${BENCH_TIMEOUT:-560} python3 benchmarks/bench_linear.py run --shapes "$SHAPES" ${MS:+--ms "$MS"} ${BENCH_ARGS:---decode-ab --log-tuner} --out "$OUT/bench_$TAG.csv" 2>&1 | tee "$OUT/bench_$TAG.log" | tail -${BENCH_TAIL:-40} ;;
     half2tests) timeout -s INT -k 30 ${HALF2_TEST_TIMEOUT:-240} python3 -m pytest -q --tb=short -p no:cacheprovider -m gpu tests/gpu/test_gemv_half2_gpu.py \
                  tests/gpu/test_triton_gpu.py -k "${HALF2_TEST_K:-half2 or small_m_candidate or torch_compile or cuda_graph}" \
                  2>&1 | tee "$OUT/half2_tests.log" | tail -25 ;;

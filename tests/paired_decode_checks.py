@@ -2,7 +2,7 @@
 cases (``triton_paired_decode_cases.py``) and the GPU tests (``gpu/test_paired_decode_gpu.py``).
 
 * ``decode_words``: the decoder alone (scale word + word decode), on any words and scale
-  bytes, in the element order ``PAIRED_ORDER`` and with the fold (2^-7 fp16, 2^-8 bf16):
+  bytes, in the element order ``PAIRED_ORDER`` and with the fold (2^-14 fp16, 2^-8 bf16):
   the half2 GEMV's decoder has the same order, so its reference and exhaustive inputs are
   reused (``gemv_half2_checks``);
 * ``check_w4a4``: ``launch.linear_w4a4`` with the paired path switched on against the
@@ -30,8 +30,8 @@ def _decode_kernel(words_ptr, scale_ptr, out_ptr, N, USE_ASM: tl.constexpr, OP_D
     mask = offs < N
     words = tl.load(words_ptr + offs, mask=mask, other=0)
     scale_bytes = tl.load(scale_ptr + offs, mask=mask, other=0).to(tl.int32)
-    if USE_ASM:
-        d = decode_words_asm(words, scale_x2_asm(scale_bytes, OP_DTYPE), OP_DTYPE)
+    if USE_ASM:  # an fp_bits level: the scale word of sm_80 or of sm_89
+        d = decode_words_asm(words, scale_x2_asm(scale_bytes, OP_DTYPE, USE_ASM), OP_DTYPE)
     else:
         d = decode_words_portable(words, scale_bytes, OP_DTYPE)
     for i in tl.static_range(8):
@@ -39,15 +39,16 @@ def _decode_kernel(words_ptr, scale_ptr, out_ptr, N, USE_ASM: tl.constexpr, OP_D
 
 
 OP = {"fp16": tl.float16, "bf16": tl.bfloat16, "fp32": tl.float32}
-FOLD = {"fp16": 128.0, "bf16": 256.0, "fp32": 128.0}  # paired_decode.fold
+FOLD = {"fp16": 16384.0, "bf16": 256.0, "fp32": 16384.0}  # paired_decode.fold
 
 
-def decode_words(words: torch.Tensor, scale_bytes: torch.Tensor, use_asm: bool, op: str = "fp16") -> torch.Tensor:
+def decode_words(words: torch.Tensor, scale_bytes: torch.Tensor, use_asm: int, op: str = "fp16") -> torch.Tensor:
     """``[n]`` int32 words + ``[n]`` uint8 scale bytes -> ``[n, 8]`` fp32 in ``PAIRED_ORDER``,
-    decoded to ``op`` (``fp16``, ``bf16``; ``fp32`` portable only) and widened exactly."""
+    decoded to ``op`` (``fp16``, ``bf16``; ``fp32`` portable only) and widened exactly;
+    ``use_asm``: a ``launch.ASM_*`` level (0: the portable decoder)."""
     n = words.numel()
     out = torch.empty((n, 8), dtype=torch.float32, device=words.device)
-    _decode_kernel[(triton.cdiv(n, 128),)](words, scale_bytes, out, n, USE_ASM=use_asm, OP_DTYPE=OP[op], BLOCK=128)
+    _decode_kernel[(triton.cdiv(n, 128),)](words, scale_bytes, out, n, USE_ASM=int(use_asm), OP_DTYPE=OP[op], BLOCK=128)
     return out
 
 

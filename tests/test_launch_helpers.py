@@ -111,3 +111,25 @@ def test_pdl_options_env(monkeypatch):
     monkeypatch.setenv(launch.PDL_ENV, "sometimes")
     with pytest.raises(ValueError, match="NVFP4_TRITON_PDL"):
         launch.pdl_options(torch.device("cuda", 0))
+
+
+def test_decode_level_by_capability_and_setting(monkeypatch):
+    """``use_asm_decode``: sm_89's E4M3 conversion on GPUs that have it, the sm_80 PTX
+    elsewhere or when asked (``NVFP4_TRITON_DECODE=sm80``), portable when asked or off the GPU."""
+    import torch
+
+    from nvfp4.ops import decode_level, launch
+
+    monkeypatch.delenv(launch.DECODE_ENV, raising=False)
+    monkeypatch.setattr(decode_level, "_has_e4m3_cvt", lambda index: index == 0)  # "device 0 is a Hopper, 1 an A100"
+    assert launch.use_asm_decode(torch.device("cpu")) == launch.ASM_OFF
+    assert launch.use_asm_decode(torch.device("cuda", 0)) == launch.ASM_SM89
+    assert launch.use_asm_decode(torch.device("cuda", 1)) == launch.ASM_SM80
+    monkeypatch.setenv(launch.DECODE_ENV, "sm80")
+    assert launch.use_asm_decode(torch.device("cuda", 0)) == launch.ASM_SM80
+    monkeypatch.setenv(launch.DECODE_ENV, "Portable ")
+    assert launch.use_asm_decode(torch.device("cuda", 0)) == launch.ASM_OFF
+    monkeypatch.setenv(launch.DECODE_ENV, "ptx")
+    with pytest.raises(ValueError, match="NVFP4_TRITON_DECODE"):
+        launch.use_asm_decode(torch.device("cuda", 0))
+    assert (launch.ASM_OFF, launch.ASM_SM80, launch.ASM_SM89) == (0, 1, 2)  # falsy only when portable

@@ -34,11 +34,18 @@ def _gx(x):
     return torch.tensor([448.0 * 6.0 / max(x.abs().max().float().item(), 1e-6)], device=x.device)
 
 
+@pytest.mark.parametrize("level", ["sm80", "sm89"])
 @pytest.mark.parametrize("op", ["fp16", "bf16"])
-def test_ptx_decoder_every_code_position_and_scale_byte(op):
+def test_ptx_decoder_every_code_position_and_scale_byte(op, level):
+    """Both PTX scale decoders (sm_80 bit placement; sm_89's ``cvt.rn.f16x2.e4m3x2``, on GPUs
+    that have it) against the reference values and the portable decoder, every word x byte."""
+    from nvfp4.ops import launch
+
+    if level == "sm89" and torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("cvt.rn.f16x2.e4m3x2 needs compute capability 8.9")
     words, scales = every_word_and_scale(DEV)
-    asm = decode_words(words, scales, use_asm=True, op=op)
-    portable = decode_words(words, scales, use_asm=False, op=op)
+    asm = decode_words(words, scales, use_asm=launch.ASM_SM89 if level == "sm89" else launch.ASM_SM80, op=op)
+    portable = decode_words(words, scales, use_asm=launch.ASM_OFF, op=op)
     torch.testing.assert_close(asm.cpu(), decode_reference(words, scales, op), rtol=0, atol=0, equal_nan=True)
     same = (asm.view(torch.int32) == portable.view(torch.int32)) | (torch.isnan(asm) & torch.isnan(portable))
     same |= (asm == 0) & (portable == 0)  # -0 vs +0 from the portable table decode: no sum can tell

@@ -246,27 +246,42 @@ def test_fused_quantization_variant_matches_exact():
             assert_close_to_exact(out, activation_operand(rp, rs), wp, ws, alpha, None, f"fused M={m}")
 
 
-def test_weight_dequant_kernel_exact():
+@pytest.mark.parametrize("decode", ["asm", "sm80", "portable"])
+def test_weight_dequant_kernel_exact(decode, monkeypatch):
+    """Every decoder level (sm_89's E4M3 conversion on this GPU, the sm_80 PTX, portable),
+    random weights and then every E4M3 scale byte (NaN bytes decode to NaN)."""
     from nvfp4.numerics.weights import dequantize_weight_unscaled
     from nvfp4.ops import launch
 
+    monkeypatch.setenv(launch.DECODE_ENV, decode)
     wp, ws, _ = _weights(300, 4112, seed=6)
-    for dtype in (torch.bfloat16, torch.float16):
-        got = launch.dequantize_weight(wp, ws.view(torch.uint8), dtype)
-        assert torch.equal(got, dequantize_weight_unscaled(wp, ws).to(dtype))
+    every_byte = torch.arange(256, dtype=torch.uint8, device=DEV).reshape(16, 16).view(torch.float8_e4m3fn)
+    for packed, scales in ((wp, ws), (wp[:16, :128], every_byte)):
+        for dtype in (torch.bfloat16, torch.float16):
+            got = launch.dequantize_weight(packed, scales.view(torch.uint8), dtype)
+            torch.testing.assert_close(got, dequantize_weight_unscaled(packed, scales).to(dtype), rtol=0, atol=0,
+                                       equal_nan=True)
 
 
 def test_asm_and_portable_decoders_agree(monkeypatch):
+    """W4A16 and W4A4 at 16 rows (paired decode) and 48 (natural decode for W4A16): the
+    outputs of every decoder level are bit-identical (untuned: the same tiles and split-K)."""
+    monkeypatch.setenv("NVFP4_TRITON_TUNE", "off")
     ops, _ = _ops()
     wp, ws, gw = _weights(512, 1024, seed=3)
     alpha = (1.0 / gw).expand(512).contiguous()
     for dtype in (torch.bfloat16, torch.float16):
-        x = torch.randn(48, 1024, device=DEV).to(dtype)
-        monkeypatch.setenv("NVFP4_TRITON_DECODE", "asm")
-        a = ops.linear_w4a16(x, wp, ws, alpha, None)
-        monkeypatch.setenv("NVFP4_TRITON_DECODE", "portable")
-        b = ops.linear_w4a16(x, wp, ws, alpha, None)
-        assert torch.equal(a, b)
+        for m in (16, 48):
+            x = torch.randn(m, 1024, device=DEV).to(dtype)
+            gx = _gx(x)
+            outs = {}
+            for decode in ("asm", "sm80", "portable"):
+                monkeypatch.setenv("NVFP4_TRITON_DECODE", decode)
+                outs[decode] = (ops.linear_w4a16(x, wp, ws, alpha, None),
+                                ops.linear_w4a4(x, wp, ws, gx, (1.0 / (gx * gw)).expand(512).contiguous(), None))
+            for decode in ("sm80", "portable"):
+                for got, want in zip(outs[decode], outs["asm"]):
+                    assert torch.equal(got, want), (dtype, m, decode)
 
 
 def _model(dtype=torch.bfloat16, weight_only=False, backend=None):

@@ -20,6 +20,13 @@ F32_NAN_BITS = tl.constexpr(0x7FC00000)
 # (22 << 23) + (1 << 22): added to an exponent field of 127..129 it gives 1.5 * 2^(22..24).
 E2M1_MAGIC_OFFSET = tl.constexpr(0x0B400000)
 E4M3_NAN_BYTE = tl.constexpr(0x7F)
+# The kernels' USE_ASM levels (ops.launch.use_asm_decode picks one per GPU): the portable
+# Triton decoders; the PTX decoders (any sm_80+ GPU); the same plus sm_89's conversion of
+# E4M3 byte pairs (``cvt.rn.f16x2.e4m3x2``: Ada, Hopper and later), which decodes a block
+# scale in one instruction. Any non-zero level reads as true where only PTX or not matters.
+ASM_OFF = tl.constexpr(0)
+ASM_SM80 = tl.constexpr(1)
+ASM_SM89 = tl.constexpr(2)
 
 
 @triton.jit
@@ -268,6 +275,50 @@ def fp4x2_decode_asm(packed, OP_DTYPE: tl.constexpr):
 
 
 @triton.jit
+def e4m3_byte_to_half_sm89(b, OP_DTYPE: tl.constexpr):
+    """E4M3FN bytes (int32) -> their values in fp16 or bf16 (exact, NaN -> NaN) by sm_89's
+    ``cvt.rn.f16x2.e4m3x2`` (bf16: through fp32): 1-4 instructions where
+    ``e4m3_byte_to_f32`` takes ~10."""
+    if OP_DTYPE == tl.bfloat16:
+        return tl.inline_asm_elementwise(
+            asm="""
+            {
+            .reg .b16 lo, hi;
+            .reg .b32 t;
+            .reg .f32 f;
+            mov.b32 {lo, hi}, $1;
+            cvt.rn.f16x2.e4m3x2 t, lo;
+            mov.b32 {lo, hi}, t;
+            cvt.f32.f16 f, lo;
+            cvt.rn.bf16.f32 $0, f;
+            }
+            """,
+            constraints="=h,r", args=[b], dtype=tl.bfloat16, is_pure=True, pack=1)
+    else:
+        return tl.inline_asm_elementwise(
+            asm="""
+            {
+            .reg .b16 lo, hi;
+            .reg .b32 t;
+            mov.b32 {lo, hi}, $1;
+            cvt.rn.f16x2.e4m3x2 t, lo;
+            mov.b32 {$0, hi}, t;
+            }
+            """,
+            constraints="=h,r", args=[b], dtype=tl.float16, is_pure=True, pack=1)
+
+
+@triton.jit
+def e4m3_bytes_as(b, OP_DTYPE: tl.constexpr, USE_ASM: tl.constexpr):
+    """E4M3FN bytes (int32) -> their values in ``OP_DTYPE`` (exact), by sm_89's conversion at
+    ``USE_ASM == ASM_SM89`` (fp16/bf16), else through ``e4m3_byte_to_f32``."""
+    if USE_ASM == ASM_SM89 and OP_DTYPE != tl.float32:
+        return e4m3_byte_to_half_sm89(b, OP_DTYPE)
+    else:
+        return e4m3_byte_to_f32(b).to(OP_DTYPE)
+
+
+@triton.jit
 def dequantize_fp4_tile(packed, scale_bytes, BLOCK_K: tl.constexpr, OP_DTYPE: tl.constexpr, USE_ASM: tl.constexpr):
     """Packed FP4 tile ``[R, BLOCK_K/2]`` + E4M3 scale bytes ``[R, BLOCK_K/16]`` ->
     ``e2m1 * s`` as ``OP_DTYPE [R, BLOCK_K]`` (exact: at most 6 significant bits)."""
@@ -277,7 +328,7 @@ def dequantize_fp4_tile(packed, scale_bytes, BLOCK_K: tl.constexpr, OP_DTYPE: tl
     else:
         lo, hi = fp4x2_decode_portable(packed, OP_DTYPE)
     values = tl.interleave(lo, hi)  # even element = low nibble
-    scale = e4m3_byte_to_f32(scale_bytes.to(tl.int32)).to(OP_DTYPE)
+    scale = e4m3_bytes_as(scale_bytes.to(tl.int32), OP_DTYPE, USE_ASM)
     grouped = tl.reshape(values, (R, BLOCK_K // 16, 16)) * scale[:, :, None]
     return tl.reshape(grouped, (R, BLOCK_K))
 

@@ -15,7 +15,7 @@ Split-K and the epilogue are shared with ``gemm.py`` (fp32 partials + ``splitk_r
 import triton
 import triton.language as tl
 
-from .fp_bits import e4m3_byte_to_f32, fp4x2_decode_asm, fp4x2_decode_portable, linear_epilogue
+from .fp_bits import e4m3_bytes_as, fp4x2_decode_asm, fp4x2_decode_portable, linear_epilogue
 from .grid_dependency import allow_dependents, wait_for_previous_grid
 
 
@@ -46,7 +46,7 @@ def _gemv_body(
     acc3 = tl.zeros((BLOCK_N, G), dtype=tl.float32)
     for i in tl.range(0, TILES_PER_SPLIT):
         packed = tl.load(w_ptrs)
-        scale = e4m3_byte_to_f32(tl.load(ws_ptrs).to(tl.int32)).to(OP_DTYPE)
+        scale = e4m3_bytes_as(tl.load(ws_ptrs).to(tl.int32), OP_DTYPE, USE_ASM)
         if USE_ASM:
             lo, hi = fp4x2_decode_asm(packed, OP_DTYPE)
         else:

@@ -6,18 +6,26 @@ low nibble, ``e2j+1`` in the high one), so ``(e0, e4), (e1, e5), (e2, e6), (e3, 
 exactly 16 bits apart. For the pair in the top nibbles of the two halves,
 
 * fp16: ``(w & 0x80008000) | ((w & 0x70007000) >> 3)`` is an fp16x2 word whose halves read
-  ``e2m1 * 2^-14`` (code 1 lands on an fp16 subnormal); one ``mul.f16x2`` by ``s * 2^7``
-  (the E4M3 block scale, built once per group of 16) gives ``e2m1 * s * 2^-7``;
+  ``e2m1 * 2^-14`` (code 1 lands on an fp16 subnormal); one ``mul.f16x2`` by ``(s, s)``
+  (the E4M3 block scale as fp16, built once per group of 16) gives ``e2m1 * s * 2^-14``;
 * bf16: the same with ``>> 6`` reads ``e2m1 * 2^-126`` (code 1: a bf16 subnormal); one
   ``fma.bf16x2`` by ``s * 2^118`` (and -0) gives ``e2m1 * s * 2^-8``;
 
-and shifting ``w`` left by 4 brings up the next pair. The products are exact (at most 6
-significant bits, magnitudes 2^-18..2^4.4, normal or exactly representable in both formats),
-and the 2^-7 (2^-8) comes back as one exact multiply of the fp32 accumulator before alpha
-(``fold``). About 2.4 instructions per weight element, against ~4.5 for
+and shifting ``w`` left by 4 brings up the next pair. The products are exact: at most 6
+significant bits; in fp16 ``e2m1 * s`` is a multiple of 2^-10, so the product is a multiple
+of 2^-24 (fp16's smallest subnormal) below 6 * 448 * 2^-14 = 0.164; in bf16 2^-18..2^0.4,
+normal. The 2^-14 (2^-8) comes back as one exact multiply of the fp32 accumulator before
+alpha (``fold``). About 2.4 instructions per weight element, against ~4.5 for
 ``fp_bits.dequantize_fp4_tile`` (byte shuffles, a separate scale multiply, and the repacking
-of pairs into K order that the MMA operand needs): the compiled K loops take 4.2-7.0 SASS
+of pairs into K order that the MMA operand needs): the compiled K loops take 3.8-7.0 SASS
 instructions per weight element instead of 6.1-13.2 (``tests/test_triton_compile.py``).
+
+The block scale: on sm_89+ (``USE_ASM == ASM_SM89``) one ``cvt.rn.f16x2.e4m3x2`` turns the
+scale byte, duplicated into both bytes of a half word, into the fp16 pair ``(s, s)`` (bf16:
+then through fp32 times 2^118); on sm_80 integer bit placement does it (7-8 instructions
+against 2, NaN by an explicit test). At 16 rows a thread decodes each scale for only 4 of its
+weight elements, so this was ~28% of the sm_90 K loop: 4.41 -> 3.84 instructions per weight
+element (fp16, 16 x 128 x 128 tile), 4.53 -> 4.21 (bf16).
 
 The price: the two values of a register are K positions ``j`` and ``j + 4`` of their word,
 so the tile comes out with K permuted inside every group of 8 (position ``2j + h`` holds
@@ -36,7 +44,7 @@ least 2^-10) and fp16 activations cannot get there.
 import triton
 import triton.language as tl
 
-from .fp_bits import e2m1_word_pairs_times, e4m3_byte_to_f32
+from .fp_bits import ASM_SM80, ASM_SM89, e2m1_word_pairs_times, e4m3_byte_to_f32
 
 # Position p of a group of 8 in the permuted order holds element PAIRED_ORDER[p].
 PAIRED_ORDER = (0, 4, 1, 5, 2, 6, 3, 7)
@@ -49,21 +57,21 @@ PAIRED_IN_KERNEL = tl.constexpr(2)
 
 @triton.jit
 def fold(OP_DTYPE: tl.constexpr):
-    """The power of two the decoded weight lacks: 2^8 for bf16 operands, else 2^7."""
+    """The power of two the decoded weight lacks: 2^8 for bf16 operands, else 2^14."""
     if OP_DTYPE == tl.bfloat16:
         return 256.0
     else:
-        return 128.0
+        return 16384.0
 
 
 _SCALE_F16 = tl.constexpr("""
 {
-.reg .b32 t, sgn, c, two15;
+.reg .b32 t, sgn, c, two8;
 .reg .pred nan;
-mov.b32 two15, 0x78007800;
+mov.b32 two8, 0x5C005C00;
 and.b32 t, $1, 0x7F; and.b32 sgn, $1, 0x80;
 mul.lo.u32 c, t, 0x00800080; mad.lo.u32 c, sgn, 0x01000100, c;
-mul.rn.f16x2 c, c, two15;
+mul.rn.f16x2 c, c, two8;
 setp.eq.u32 nan, t, 0x7F; selp.b32 $0, 0x7E007E00, c, nan;
 }
 """)
@@ -79,19 +87,53 @@ setp.eq.u32 nan, t, 0x7F; selp.b32 $0, 0x7FC07FC0, c, nan;
 }
 """)
 
+# sm_89+: the byte into both bytes of the low half word (prmt), then one conversion of the
+# E4M3 pair to fp16x2 (exact: every E4M3 value, NaN included, is an fp16 value).
+_SCALE_F16_SM89 = tl.constexpr("""
+{
+.reg .b32 t;
+.reg .b16 lo, hi;
+prmt.b32 t, $1, $1, 0x0000;
+mov.b32 {lo, hi}, t;
+cvt.rn.f16x2.e4m3x2 $0, lo;
+}
+""")
+# bf16: no E4M3 -> bf16 conversion on sm_89/sm_90, so fp16 -> fp32, times 2^118 (exact: at
+# most 448 * 2^118 < 2^127), and both halves of a bf16x2 from it.
+_SCALE_BF16_SM89 = tl.constexpr("""
+{
+.reg .b32 t;
+.reg .b16 lo, hi;
+.reg .f32 f;
+prmt.b32 t, $1, $1, 0x0000;
+mov.b32 {lo, hi}, t;
+cvt.rn.f16x2.e4m3x2 t, lo;
+mov.b32 {lo, hi}, t;
+cvt.f32.f16 f, lo;
+mul.rn.f32 f, f, 0f7A800000;
+cvt.rn.bf16x2.f32 $0, f, f;
+}
+""")
+
 
 @triton.jit
-def scale_x2_asm(scale_bytes, OP_DTYPE: tl.constexpr):
+def scale_x2_asm(scale_bytes, OP_DTYPE: tl.constexpr, USE_ASM: tl.constexpr = ASM_SM80):
     """E4M3 scale bytes (int32) -> the packed pair ``(s * F, s * F)`` as int32 bits, with
-    ``F = 2^7`` in fp16 (at most 448 * 128 = 57344) or ``2^118`` in bf16.
+    ``F = 1`` in fp16 or ``2^118`` in bf16 (``fold``).
 
-    fp16: ``(b & 0x7F) << 7`` read as fp16 is ``|s| * 2^-8`` (E4M3 subnormals land on fp16
-    subnormals), times 2^15. bf16: ``(b & 0x7F) << 4`` is ``|s| * 2^-120``, times 2^119 twice.
-    One integer multiply puts the bits in both halves, a multiply-add the sign bit. Bytes
-    0x7F / 0xFF (NaN) give NaN, so a NaN block decodes to NaN as in the reference."""
+    ``USE_ASM == ASM_SM89``: ``cvt.rn.f16x2.e4m3x2`` (above). Otherwise (sm_80) by bit
+    placement: fp16: ``(b & 0x7F) << 7`` read as fp16 is ``|s| * 2^-8`` (E4M3 subnormals land
+    on fp16 subnormals), times 2^8; bf16: ``(b & 0x7F) << 4`` is ``|s| * 2^-120``, times 2^119
+    twice; one integer multiply puts the bits in both halves, a multiply-add the sign bit.
+    Bytes 0x7F / 0xFF (NaN) give NaN either way, so a NaN block decodes to NaN as in the
+    reference."""
     # The same dtype either way (int32 bits): the PTX is the only difference.
-    return tl.inline_asm_elementwise(asm=_SCALE_BF16 if OP_DTYPE == tl.bfloat16 else _SCALE_F16, constraints="=r,r",
-                                     args=[scale_bytes], dtype=tl.int32, is_pure=True, pack=1)
+    if USE_ASM == ASM_SM89:
+        return tl.inline_asm_elementwise(asm=_SCALE_BF16_SM89 if OP_DTYPE == tl.bfloat16 else _SCALE_F16_SM89,
+                                         constraints="=r,r", args=[scale_bytes], dtype=tl.int32, is_pure=True, pack=1)
+    else:
+        return tl.inline_asm_elementwise(asm=_SCALE_BF16 if OP_DTYPE == tl.bfloat16 else _SCALE_F16,
+                                         constraints="=r,r", args=[scale_bytes], dtype=tl.int32, is_pure=True, pack=1)
 
 
 def _decode_asm(shift: int, multiply: str) -> str:
@@ -109,7 +151,7 @@ def _decode_asm(shift: int, multiply: str) -> str:
     return "{\n.reg .b32 q, t, h, nz;\nmov.b32 nz, 0x80008000;\n" + "".join(pairs) + "}\n"
 
 
-# fp16: magnitude to bits 11..9 (e2m1 * 2^-14), times (s * 2^7, s * 2^7).
+# fp16: magnitude to bits 11..9 (e2m1 * 2^-14), times (s, s).
 _DECODE_F16 = tl.constexpr(_decode_asm(3, "mul.rn.f16x2 h, h, $9"))
 # bf16: magnitude to bits 8..6 (e2m1 * 2^-126), times (s * 2^118, s * 2^118), plus -0.
 _DECODE_BF16 = tl.constexpr(_decode_asm(6, "fma.rn.bf16x2 h, h, $9, nz"))
@@ -143,13 +185,13 @@ def dequantize_fp4_words_paired(words, scale_bytes, BLOCK_K: tl.constexpr, OP_DT
                                 USE_ASM: tl.constexpr):
     """Packed FP4 words ``int32 [R, BLOCK_K/8]`` + E4M3 scale bytes ``[R, BLOCK_K/16]`` ->
     ``e2m1 * s / fold(OP_DTYPE)`` as ``OP_DTYPE [R, BLOCK_K]`` with K in ``PAIRED_ORDER``
-    inside every group of 8 (``USE_ASM`` needs ``OP_DTYPE`` fp16 or bf16)."""
+    inside every group of 8 (``USE_ASM``, an ``fp_bits`` level, needs ``OP_DTYPE`` fp16 or bf16)."""
     R: tl.constexpr = words.shape[0]
     GROUPS: tl.constexpr = BLOCK_K // 16
     # [R, GROUPS, 2]: the two words of a group beside its scale, broadcast (no data movement).
     group_words = tl.reshape(words, (R, GROUPS, 2))
     if USE_ASM:
-        scale_x2 = tl.broadcast_to(scale_x2_asm(scale_bytes.to(tl.int32), OP_DTYPE)[:, :, None], (R, GROUPS, 2))
+        scale_x2 = tl.broadcast_to(scale_x2_asm(scale_bytes.to(tl.int32), OP_DTYPE, USE_ASM)[:, :, None], (R, GROUPS, 2))
         d0, d4, d1, d5, d2, d6, d3, d7 = decode_words_asm(group_words, scale_x2, OP_DTYPE)
     else:
         scale = tl.broadcast_to(scale_bytes.to(tl.int32)[:, :, None], (R, GROUPS, 2))

@@ -50,6 +50,7 @@ from ..kernels.splitk_reduce import splitk_reduce_kernel
 from ..kernels.weight_dequant import weight_dequant_kernel
 from ..utils import env
 from . import fast_launch, tuning
+from .decode_level import ASM_OFF, ASM_SM80, ASM_SM89, DECODE_ENV, DECODE_MODES, use_asm_decode  # noqa: F401
 from .dependent_launch import (  # noqa: F401  (re-exported)
     PDL_DEFAULT_W4A4, PDL_DEFAULT_W4A16, PDL_ENV, PDL_MODES, pdl_mode, pdl_options,
 )
@@ -68,7 +69,6 @@ _SMALL_PATH_CHOICE: dict = {}
 # exact fp16/bf16 copy of the weight: compute-bound there, and cuBLAS is faster.
 CUBLAS_MIN_M = int(os.environ.get("NVFP4_TRITON_CUBLAS_MIN_M", "256"))
 KERNEL_LAUNCHES: collections.Counter = collections.Counter()
-DECODE_ENV = "NVFP4_TRITON_DECODE"  # "asm" (default on GPUs) or "portable"
 # The small-M tensor-core GEMM with the paired weight decode and a K-permuted activation
 # (kernels/paired_decode.py, paired_mode): "on" or "off".
 PAIRED_K_ENV = "NVFP4_TRITON_PAIRED_K"
@@ -94,12 +94,6 @@ def next_power_of_2(v: int) -> int:
 
 def interpreting() -> bool:
     return fast_launch.INTERPRETING
-
-
-def use_asm_decode(device: torch.device) -> bool:
-    if interpreting() or device.type != "cuda":
-        return False
-    return os.environ.get(DECODE_ENV, "asm").strip().lower() != "portable"
 
 
 @functools.lru_cache(maxsize=None)
@@ -329,10 +323,11 @@ def small_m_candidates(m: int, with_gemv: bool) -> list[dict]:
 
     ``W_AS_B`` tiles first (the untuned default): the activation is the left MMA operand and
     the dequantized weight goes through shared memory as the right one, so Hopper's wgmma
-    runs asynchronously, one per K step (compiled sm_90 K loop: 4.2-5.2 SASS instructions per
-    weight element with the default paired decode, 6.1-8.4 with the natural one); then the
-    swap-AB tiles of ``small_m_config`` (weight as the register operand: 4.2-6.0 paired,
-    12.5-12.8 natural), and, for M <= ``GEMV_M_MAX``, the CUDA-core GEMVs: the half2-decode
+    runs asynchronously, one per K step (compiled sm_90 K loop with sm_89's scale conversion:
+    3.8-4.7 SASS instructions per weight element with the default paired decode, 5.2-7.2 with
+    the natural one; sm_80 PTX: 4.2-5.2 / 6.1-8.4); then the swap-AB tiles of
+    ``small_m_config`` (weight as the register operand: 3.8-5.7 paired, 7.5-8.4 natural), and,
+    for M <= ``GEMV_M_MAX``, the CUDA-core GEMVs: the half2-decode
     tiles of ``launch_gemv_half2`` and the older ``kernels/gemv.py``. On the H100 the tuner
     picked ``W_AS_B`` tiles for every Llama shape at M = 1..128 (2026-12-07 run)."""
     bm = min(_pow2_at_least(m, 16), 128)
@@ -361,9 +356,10 @@ def small_m_candidates(m: int, with_gemv: bool) -> list[dict]:
 
 def small_path_key(m, n, k, a_dtype, op_dtype, out_dtype, gemv_mode, device, paired, w4a4) -> tuple:
     """``_small_gemm``'s tuner cache key: per shape and M bucket, and per setting that changes
-    the candidates or their speed (GEMV mode, decode order, PDL mode)."""
+    the candidates or their speed (GEMV mode, decode order and PTX level, PDL mode)."""
     bucket = _pow2_at_least(m, 1) if m <= GEMV_M_MAX else min(_pow2_at_least(m, 16), 128)
-    return (bucket, n, k, a_dtype, str(op_dtype), out_dtype, gemv_mode, device.index, int(paired), pdl_mode(w4a4))
+    return (bucket, n, k, a_dtype, str(op_dtype), out_dtype, gemv_mode, device.index, int(paired), pdl_mode(w4a4),
+            use_asm_decode(device))
 
 
 def _small_gemm(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, config=None, paired=0, w4a4=False):

@@ -108,11 +108,11 @@ def dp4a_config(m: int, n: int, k: int, device: torch.device, override: dict | N
 
 
 def choice_key(m: int, n: int, k: int, x_dtype, out_dtype, device: torch.device) -> tuple:
-    """The tuner's cache key of a shape. The paired-decode and PDL settings change the
+    """The tuner's cache key of a shape. The paired-decode, decoder and PDL settings change the
     candidates' speed, so a choice made under one setting is not reused under another
     (bench_linear.py --paired-ab / --pdl flip them in one process)."""
     return (m, n, k, x_dtype, out_dtype, dp4a_mode(), launch.paired_mode(m, True), launch.pdl_mode(True),
-            device.index)
+            launch.use_asm_decode(device), device.index)
 
 
 def tuned_override(x, w_packed, w_scale, gx, alpha, bias, out_dtype=None) -> dict:
