@@ -20,8 +20,9 @@
 #       paired:    tests/gpu/test_paired_decode_gpu.py, then bench_linear.py --paired-ab (W4A4 with the
 #                  paired decode on and off beside bf16, M = 1, 4, 16, 64, 128 unless MS is set)
 # The next device session (plan of 2026-12-08, second session), one call each (each under 10 minutes):
-#   STEPS=tests TEST_FILES="tests/gpu/test_paired_decode_gpu.py" TEST_TIMEOUT=300 scripts/gpu_suite.sh
-#     (first: the sm_89 E4M3 scale conversion, every word x scale byte, every candidate; not yet run on a GPU)
+#   STEPS=tests TEST_FILES="tests/gpu/test_paired_decode_gpu.py tests/gpu/test_dp4a_gpu.py" TEST_TIMEOUT=500 scripts/gpu_suite.sh
+#     (first: the sm_89 E4M3 scale conversion, every word x scale byte, every candidate of the paired GEMM
+#      and of the integer-dot GEMV, both levels bit-identical; not yet run on a GPU)
 #   STEPS=tests TEST_FILES="tests/gpu/test_triton_gpu.py" TEST_TIMEOUT=500 scripts/gpu_suite.sh
 #     (the whole file: decoder levels bit-identical, weight dequantization of every scale byte, PDL "late",
 #      CUDA graphs, torch.compile, every path)

@@ -13,7 +13,7 @@ import triton.language as tl
 
 from nvfp4.kernels.fp_bits import e2m1_code, e2m1_round
 from nvfp4.kernels.int_dot import (
-    LUT_HIGH, LUT_LOW, dp4a, e4m3_byte_to_f32_times_2m8, fp4_word_to_int8, prmt, signed_int8_words,
+    LUT_HIGH, LUT_LOW, dp4a, e4m3_byte_to_f32_sm89, e4m3_byte_to_f32_times_2m8, fp4_word_to_int8, prmt, signed_int8_words,
 )
 from nvfp4.numerics.formats import E2M1_VALUES, e2m1_decode, e2m1_encode
 
@@ -80,9 +80,12 @@ def _signed_kernel(w_ptr, lut_ptr, out_ptr, USE_ASM: tl.constexpr, BLOCK: tl.con
 
 
 @triton.jit
-def _scale_kernel(b_ptr, out_ptr, BLOCK: tl.constexpr):
+def _scale_kernel(b_ptr, out_ptr, SM89: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.arange(0, BLOCK)
-    tl.store(out_ptr + offs, e4m3_byte_to_f32_times_2m8(tl.load(b_ptr + offs)))
+    if SM89:
+        tl.store(out_ptr + offs, e4m3_byte_to_f32_sm89(tl.load(b_ptr + offs)))
+    else:
+        tl.store(out_ptr + offs, e4m3_byte_to_f32_times_2m8(tl.load(b_ptr + offs)))
 
 
 def check_primitives(device, use_asm: bool, count: int = 512, seed: int = 0):
@@ -142,12 +145,13 @@ def check_signed_words_all_codes(device, use_asm: bool):
         assert got == want, (row, got, want)
 
 
-def check_scale_decode_all_bytes(device):
-    """All 256 E4M3 bytes -> fp32 value * 2^-8 exactly, NaN bytes -> NaN."""
+def check_scale_decode_all_bytes(device, sm89: bool = False):
+    """All 256 E4M3 bytes -> fp32 value * 2^-8 exactly (``sm89``: the value itself, by sm_89's
+    conversion; GPU only), NaN bytes -> NaN."""
     b = torch.arange(256, dtype=torch.int32, device=device)
     out = torch.empty(256, dtype=torch.float32, device=device)
-    _scale_kernel[(1,)](b, out, BLOCK=256)
-    want = b.to(torch.uint8).view(torch.float8_e4m3fn).to(torch.float32).cpu() * 2.0**-8
+    _scale_kernel[(1,)](b, out, SM89=sm89, BLOCK=256)
+    want = b.to(torch.uint8).view(torch.float8_e4m3fn).to(torch.float32).cpu() * (1.0 if sm89 else 2.0**-8)
     got = out.cpu()
     nan = torch.isnan(want)
     assert torch.equal(torch.isnan(got), nan)

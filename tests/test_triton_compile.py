@@ -78,7 +78,7 @@ def _ptrs(**kw):
 ])
 def test_gemv_compiles(rows, write_partial, op, out):
     compile_for(HOPPER, gemv_kernel, _ptrs(x_ptr="*" + op, out_ptr=out), dict(
-        ROWS=rows, HAS_BIAS=not write_partial, WRITE_PARTIAL=write_partial, OP_DTYPE=OP[op], USE_ASM=True,
+        ROWS=rows, HAS_BIAS=not write_partial, WRITE_PARTIAL=write_partial, OP_DTYPE=OP[op], USE_ASM=2,
         INTERPRET=False, BLOCK_N=64, BLOCK_K=256,
     ))
 
@@ -90,7 +90,7 @@ def test_gemm_compiles(a_mode, write_partial, even_k, block_m):
     a_ptr = "*u8" if a_mode == 2 else "*fp16"
     block_n, block_k, warps = (128, 128, 8) if block_m > 64 else (64, 256, 4)
     compile_for(HOPPER, nvfp4_gemm_kernel, _ptrs(a_ptr=a_ptr, a_scale_ptr="*u8", gx_ptr="*fp32", out_ptr="*bf16"), dict(
-        A_MODE=a_mode, HAS_BIAS=True, WRITE_PARTIAL=write_partial, OP_DTYPE=tl.float16, USE_ASM=True,
+        A_MODE=a_mode, HAS_BIAS=True, WRITE_PARTIAL=write_partial, OP_DTYPE=tl.float16, USE_ASM=2,
         INTERPRET=False, EVEN_K=even_k, BLOCK_N=block_n, BLOCK_M=block_m, BLOCK_K=block_k, W_AS_B=False,
     ), num_warps=warps)
 
@@ -197,6 +197,25 @@ def test_sm89_scale_conversion_shortens_the_paired_loop(op):
         assert per_elem[2] < 0.95 * per_elem[1], (cand, per_elem)
 
 
+@pytest.mark.parametrize("rows", [1, 2])
+def test_sm89_scale_conversion_shortens_the_dp4a_loop(rows):
+    """The integer-dot GEMV's first tuner candidate: at ``ASM_SM89`` its weight scales take one
+    E4M3 conversion each and the K loop is shorter (sm_90 SASS, 2026-12-08: 2.73 -> 2.36
+    instructions per weight element at M = 1, 4.25 -> 3.44 at M = 2)."""
+    from nvfp4.ops.launch_dp4a import CANDIDATES
+
+    cand = CANDIDATES[rows][0]
+    per_elem = {}
+    for level in (1, 2):
+        kernel = compile_for(HOPPER, gemv_dp4a_kernel, dict(DP4A_PTRS, x_ptr="*i8", bias_ptr="*bf16", out_ptr="*bf16"), dict(
+            ROWS=rows, FUSED_QUANT=False, HAS_BIAS=True, USE_ASM=level, INTERPRET=False, EVEN_K=True,
+            BLOCK_N=cand["BLOCK_N"], BLOCK_K=cand["BLOCK_K"], NUM_STAGES=cand["NUM_STAGES"]),
+            num_warps=cand["num_warps"], num_stages=cand["NUM_STAGES"])
+        assert (kernel.asm["ptx"].count("cvt.rn.f16x2.e4m3x2") > 0) == (level == 2)
+        per_elem[level] = _loop_instructions_per_weight_element(kernel, cand)
+    assert per_elem[2] < 0.95 * per_elem[1], per_elem
+
+
 def test_paired_activation_operand_is_a_register_permutation():
     """``PAIRED_K`` in the activation kernel permutes within groups of 8 that a thread holds
     whole: the same SASS instruction count as natural order, and no shared memory."""
@@ -237,7 +256,7 @@ def test_gemv_dp4a_compiles(target, rows, fused, even_k, out, block_n, stages):
     """The integer-dot decode kernel (inline prmt/dp4a PTX, in-kernel split-K reduction)."""
     x = ("*bf16" if out == "*bf16" else "*fp16") if fused else "*i8"
     compile_for(target, gemv_dp4a_kernel, dict(DP4A_PTRS, x_ptr=x, bias_ptr=out, out_ptr=out), dict(
-        ROWS=rows, FUSED_QUANT=fused, HAS_BIAS=True, USE_ASM=True, INTERPRET=False, EVEN_K=even_k,
+        ROWS=rows, FUSED_QUANT=fused, HAS_BIAS=True, USE_ASM=ASM_LEVEL[target], INTERPRET=False, EVEN_K=even_k,
         BLOCK_N=block_n, BLOCK_K=256, NUM_STAGES=stages,
     ))
 
@@ -252,7 +271,7 @@ def test_every_dp4a_tuner_candidate_compiles(target, rows):
     for cand in CANDIDATES[rows]:
         x = "*bf16" if cand["FUSED_QUANT"] else "*i8"
         compile_for(target, gemv_dp4a_kernel, dict(DP4A_PTRS, x_ptr=x, bias_ptr="*bf16", out_ptr="*bf16"), dict(
-            ROWS=rows, FUSED_QUANT=cand["FUSED_QUANT"], HAS_BIAS=True, USE_ASM=True, INTERPRET=False, EVEN_K=True,
+            ROWS=rows, FUSED_QUANT=cand["FUSED_QUANT"], HAS_BIAS=True, USE_ASM=ASM_LEVEL[target], INTERPRET=False, EVEN_K=True,
             BLOCK_N=cand["BLOCK_N"], BLOCK_K=cand["BLOCK_K"], NUM_STAGES=cand["NUM_STAGES"],
         ), num_warps=cand["num_warps"])
 
@@ -279,7 +298,7 @@ def test_every_gemv_half2_tile_compiles(target, rows):
 def test_unaligned_launch_compiles():
     """Tensors that are not 16-byte aligned get Triton's unspecialised variant."""
     compile_for(HOPPER, gemv_dp4a_kernel, dict(DP4A_PTRS, x_ptr="*bf16", bias_ptr="*bf16", out_ptr="*bf16"), dict(
-        ROWS=1, FUSED_QUANT=True, HAS_BIAS=False, USE_ASM=True, INTERPRET=False, EVEN_K=False, BLOCK_N=64, BLOCK_K=256,
+        ROWS=1, FUSED_QUANT=True, HAS_BIAS=False, USE_ASM=2, INTERPRET=False, EVEN_K=False, BLOCK_N=64, BLOCK_K=256,
         NUM_STAGES=1,
     ), aligned=False)
 
@@ -290,7 +309,7 @@ def test_splitk_reduce_and_dequant_compile(out):
                 dict(SPLIT_K=4, HAS_BIAS=True, INTERPRET=False, BLOCK=1024))
     op = {"*bf16": tl.bfloat16, "*fp16": tl.float16, "*fp32": tl.float32}[out]
     compile_for(HOPPER, weight_dequant_kernel, dict(w_ptr="*u8", w_scale_ptr="*u8", out_ptr=out),
-                dict(OP_DTYPE=op, USE_ASM=True, BLOCK_N=32, BLOCK_K=256))
+                dict(OP_DTYPE=op, USE_ASM=2, BLOCK_N=32, BLOCK_K=256))
 
 
 def test_portable_decode_compiles_for_ampere():
@@ -305,16 +324,16 @@ PDL_CASES = {
     "activation_quant": (activation_quant_kernel, dict(x_ptr="*bf16", gx_ptr="*fp32", values_ptr="*i8", scale_ptr="*fp32"),
                          dict(OUT_MODE=OUT_INT8, BLOCK_R=16, BLOCK_K=256), 4),
     "gemv_dp4a": (gemv_dp4a_kernel, dict(DP4A_PTRS, x_ptr="*i8", bias_ptr="*bf16", out_ptr="*bf16"), dict(
-        ROWS=1, FUSED_QUANT=False, HAS_BIAS=True, USE_ASM=True, INTERPRET=False, EVEN_K=True, BLOCK_N=32, BLOCK_K=512,
+        ROWS=1, FUSED_QUANT=False, HAS_BIAS=True, USE_ASM=2, INTERPRET=False, EVEN_K=True, BLOCK_N=32, BLOCK_K=512,
         NUM_STAGES=1), 4),
     "gemm": (nvfp4_gemm_kernel, _ptrs(a_ptr="*fp16", a_scale_ptr="*u8", gx_ptr="*fp32", out_ptr="*bf16"), dict(
-        A_MODE=0, HAS_BIAS=True, WRITE_PARTIAL=True, OP_DTYPE=tl.float16, USE_ASM=True, INTERPRET=False, EVEN_K=True,
+        A_MODE=0, HAS_BIAS=True, WRITE_PARTIAL=True, OP_DTYPE=tl.float16, USE_ASM=2, INTERPRET=False, EVEN_K=True,
         BLOCK_N=64, BLOCK_M=16, BLOCK_K=256, W_AS_B=True), 4),
     "gemv": (gemv_kernel, _ptrs(x_ptr="*bf16", out_ptr="*bf16"), dict(
-        ROWS=1, HAS_BIAS=False, WRITE_PARTIAL=True, OP_DTYPE=tl.bfloat16, USE_ASM=True, INTERPRET=False, BLOCK_N=64,
+        ROWS=1, HAS_BIAS=False, WRITE_PARTIAL=True, OP_DTYPE=tl.bfloat16, USE_ASM=2, INTERPRET=False, BLOCK_N=64,
         BLOCK_K=256), 4),
     "gemv_half2": (gemv_half2_kernel, dict(HALF2_PTRS, x_ptr="*bf16", bias_ptr="*bf16", out_ptr="*bf16"), dict(
-        ROWS=1, HAS_BIAS=True, USE_ASM=True, INTERPRET=False, EVEN_K=True, BLOCK_N=64, BLOCK_K=256, NUM_STAGES=1), 4),
+        ROWS=1, HAS_BIAS=True, USE_ASM=2, INTERPRET=False, EVEN_K=True, BLOCK_N=64, BLOCK_K=256, NUM_STAGES=1), 4),
     "splitk_reduce": (splitk_reduce_kernel, dict(partial_ptr="*fp32", alpha_ptr="*fp32", bias_ptr="*bf16", out_ptr="*bf16"),
                       dict(SPLIT_K=4, HAS_BIAS=True, INTERPRET=False, BLOCK=1024), 4),
 }
@@ -345,7 +364,8 @@ def test_programmatic_dependent_launch_only_when_asked(name, mode):
     else:
         assert signal > _first_global_access(body), "the late signal comes before the kernel reads its inputs"
     assert "griddepcontrol" not in compile_for(HOPPER, kernel, ptrs, constexprs, num_warps=warps).asm["ptx"]
-    assert "griddepcontrol" not in compile_for(AMPERE, kernel, ptrs, constexprs, num_warps=warps).asm["ptx"]
+    sm80 = dict(constexprs, USE_ASM=ASM_LEVEL[AMPERE]) if "USE_ASM" in constexprs else constexprs
+    assert "griddepcontrol" not in compile_for(AMPERE, kernel, ptrs, sm80, num_warps=warps).asm["ptx"]
 
 
 def test_act_quant_sass_counts_by_output_and_rows():

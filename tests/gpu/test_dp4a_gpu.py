@@ -42,8 +42,11 @@ def test_every_fp4_code_in_every_nibble_on_hardware():
     int_dot_checks.check_fp4_words_all_codes(DEV, use_asm=True)
 
 
-def test_every_e4m3_scale_byte_on_hardware():
-    int_dot_checks.check_scale_decode_all_bytes(DEV)
+@pytest.mark.parametrize("sm89", [False, True], ids=["bit_placement", "sm89_cvt"])
+def test_every_e4m3_scale_byte_on_hardware(sm89):
+    if sm89 and torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("cvt.rn.f16x2.e4m3x2 needs compute capability 8.9")
+    int_dot_checks.check_scale_decode_all_bytes(DEV, sm89=sm89)
 
 
 def test_signed_weight_words_on_hardware():
@@ -205,6 +208,26 @@ def test_deterministic_and_counters_back_at_zero():
         assert torch.equal(launch_dp4a.linear_w4a4_dp4a(x, wp, ws, gx, alpha, None), first)
     torch.cuda.synchronize()
     assert all(int(buf.abs().sum()) == 0 for buf in launch_dp4a._COUNTERS.values())
+
+
+@pytest.mark.parametrize("m", [1, 3])
+def test_scale_conversion_levels_give_the_same_bits(m, monkeypatch):
+    """sm_89's scale conversion (exact scales, terms corrected by 1/4) and the sm_80 bit
+    placement (scales times 2^-8, corrected by 64) differ by an exact power of two in every
+    term: every candidate, split-K included, gives bit-identical outputs at both levels."""
+    launch, launch_dp4a = _launch()
+    if launch.use_asm_decode(torch.device(DEV)) != launch.ASM_SM89:
+        pytest.skip("this GPU has no cvt.rn.f16x2.e4m3x2 (capability < 8.9)")
+    wp, ws, gw = _layer(4096, 14336, seed=8)
+    x = torch.randn(m, 14336, device=DEV, dtype=torch.bfloat16)
+    gx = torch.tensor([300.0], device=DEV)
+    alpha = (1.0 / (gx * gw)).expand(4096).contiguous()
+    for cand in (c for c in launch_dp4a.candidates(m) if c.get("PATH") != "float"):
+        monkeypatch.delenv(launch.DECODE_ENV, raising=False)
+        sm89 = launch_dp4a.linear_w4a4_dp4a(x, wp, ws, gx, alpha, None, config=cand)
+        monkeypatch.setenv(launch.DECODE_ENV, "sm80")
+        sm80 = launch_dp4a.linear_w4a4_dp4a(x, wp, ws, gx, alpha, None, config=cand)
+        assert torch.isfinite(sm89).all() and torch.equal(sm89, sm80), cand
 
 
 def _model():

@@ -264,14 +264,15 @@ def test_weight_dequant_kernel_exact(decode, monkeypatch):
 
 
 def test_asm_and_portable_decoders_agree(monkeypatch):
-    """W4A16 and W4A4 at 16 rows (paired decode) and 48 (natural decode for W4A16): the
-    outputs of every decoder level are bit-identical (untuned: the same tiles and split-K)."""
+    """W4A16 and W4A4 at 1 and 3 rows (W4A4: the integer-dot GEMV), 16 (paired decode) and 48
+    (natural decode for W4A16): the outputs of every decoder level are bit-identical (untuned:
+    the same tiles and split-K)."""
     monkeypatch.setenv("NVFP4_TRITON_TUNE", "off")
     ops, _ = _ops()
     wp, ws, gw = _weights(512, 1024, seed=3)
     alpha = (1.0 / gw).expand(512).contiguous()
     for dtype in (torch.bfloat16, torch.float16):
-        for m in (16, 48):
+        for m in (1, 3, 16, 48):
             x = torch.randn(m, 1024, device=DEV).to(dtype)
             gx = _gx(x)
             outs = {}

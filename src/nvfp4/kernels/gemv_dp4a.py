@@ -23,15 +23,33 @@ as everywhere: ``acc * alpha`` in fp32, cast, ``+ bias``.
 import triton
 import triton.language as tl
 
-from .fp_bits import e2m1_twice, quantize_groups, safe_reciprocal
+from .fp_bits import ASM_SM89, e2m1_twice, quantize_groups, safe_reciprocal
 from .grid_dependency import allow_dependents, wait_for_previous_grid
 from .splitk_ticket import finish_rows
 from .int_dot import (
-    e4m3_byte_to_f32_times_2m8, fp4_word_to_int8, group_int_dot, group_int_dot_signed, load_lut, signed_int8_words,
+    e4m3_byte_to_f32_sm89, e4m3_byte_to_f32_times_2m8, fp4_word_to_int8, group_int_dot, group_int_dot_signed, load_lut,
+    signed_int8_words,
 )
 
-# Each term carries 2^-8 from the scale decode and 1/4 from the two factors of 2 in I.
-TERM_CORRECTION = tl.constexpr(64.0)
+
+@triton.jit
+def _weight_scales(sbytes, USE_ASM: tl.constexpr):
+    """The weight's E4M3 block scales as fp32: exact at ``ASM_SM89`` (one conversion each),
+    else times 2^-8 (bit placement in an fp16; ``_term_correction`` undoes either)."""
+    if USE_ASM == ASM_SM89:
+        return e4m3_byte_to_f32_sm89(sbytes)
+    else:
+        return e4m3_byte_to_f32_times_2m8(sbytes)
+
+
+@triton.jit
+def _term_correction(USE_ASM: tl.constexpr):
+    """What each term lacks: 1/4 for the two factors of 2 in I, times 2^8 where the scales
+    carry 2^-8. A power of two either way, so every level gives the same bits."""
+    if USE_ASM == ASM_SM89:
+        return 0.25
+    else:
+        return 64.0
 
 
 @triton.jit
@@ -122,7 +140,7 @@ def _gemv_dp4a_body(
             gmask = (k0 // 16 + g)[None, :] < K // 16
             w = tl.load(w_ptrs, mask=gmask, other=0)
             sbytes = tl.load(ws_ptrs, mask=gmask, other=0)
-        sw = e4m3_byte_to_f32_times_2m8(sbytes.to(tl.int32))
+        sw = _weight_scales(sbytes.to(tl.int32), USE_ASM)
         p0, p1, n0, n1 = fp4_word_to_int8((w & 0xFFFFFFFF).to(tl.int32), lut_low, lut_high, USE_ASM)
         p2, p3, n2, n3 = fp4_word_to_int8((w >> 32).to(tl.int32), lut_low, lut_high, USE_ASM)
         if SIGNED:
@@ -144,7 +162,7 @@ def _gemv_dp4a_body(
         ws_ptrs += G
 
     allow_dependents(PDL)  # NVFP4_TRITON_PDL=late: the next kernel may be scheduled
-    finish_rows(tl.sum(acc0, axis=1), tl.sum(acc1, axis=1), tl.sum(acc2, axis=1), tl.sum(acc3, axis=1), TERM_CORRECTION,
+    finish_rows(tl.sum(acc0, axis=1), tl.sum(acc1, axis=1), tl.sum(acc2, axis=1), tl.sum(acc3, axis=1), _term_correction(USE_ASM),
                 pid_n, pid_k, offs_n, M, N, SPLIT_K, alpha_ptr, bias_ptr, out_ptr, partial_ptr, counter_ptr, ROWS,
                 HAS_BIAS, INTERPRET)
 

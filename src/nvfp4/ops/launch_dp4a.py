@@ -165,6 +165,15 @@ def _counters(device: torch.device, n_tiles: int) -> torch.Tensor:
     return buf
 
 
+def _asm_level(device: torch.device) -> int:
+    """The kernel's ``USE_ASM``: its PTX (``prmt``, ``dp4a``) on every GPU, even with
+    ``NVFP4_TRITON_DECODE=portable`` (their emulations exist for the interpreter), and sm_89's
+    scale conversion where ``launch.use_asm_decode`` gives it."""
+    if device.type != "cuda" or launch.interpreting():
+        return launch.ASM_OFF
+    return max(launch.use_asm_decode(device), launch.ASM_SM80)
+
+
 def split_k_scratch(cfg: dict, out: torch.Tensor, placeholder: torch.Tensor):
     """``(N tiles, fp32 partials [SPLIT_K, ROWS, N], counters)`` for a decode kernel that
     reduces its own split-K (this one and ``kernels/gemv_half2.py``); with one split both
@@ -205,7 +214,7 @@ def linear_w4a4_dp4a(x, w_packed, w_scale, gx, alpha, bias, config: dict | None 
         kernel, (n_tiles, split), xq, xs, gx, w_packed, w_scale.view(torch.uint8), alpha, bias if has_bias else alpha, out, partial, counters, lut(x.device),
         m, n, k, xq.stride(0), k // 2, k // 16, cfg["TILES_PER_SPLIT"], split,
         ROWS=cfg["ROWS"], FUSED_QUANT=bool(cfg["FUSED_QUANT"]), HAS_BIAS=has_bias,
-        USE_ASM=x.device.type == "cuda" and not launch.interpreting(), INTERPRET=launch.interpreting(),
+        USE_ASM=_asm_level(x.device), INTERPRET=launch.interpreting(),
         EVEN_K=cfg["EVEN_K"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"], NUM_STAGES=cfg["NUM_STAGES"],
         num_warps=cfg["num_warps"], **launch.pdl_options(x.device, w4a4=True),
     )
