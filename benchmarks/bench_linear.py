@@ -202,6 +202,8 @@ def run(args) -> None:
                     variant(PAIRED_K_ENV, "_natural", (w4a4_fn, w4a16_fn), "off")
                 else:
                     variant(PAIRED_K_ENV, "_paired", (w4a4_fn, w4a16_fn))
+            if args.splitk_ab and m <= SPLITK_M_MAX:  # the small-M GEMM reducing its own split-K
+                variant("NVFP4_TRITON_SPLITK_REDUCE", "_splitk_in_kernel", (w4a4_fn, w4a16_fn), "kernel")
             if args.decode_ab:  # the decoders of any sm_80 GPU instead of sm_89's E4M3 conversions
                 variant("NVFP4_TRITON_DECODE", "_sm80", (w4a4_fn, w4a16_fn), "sm80")
             for r in (r4, r16, *extra):
@@ -451,6 +453,10 @@ def main(argv=None) -> None:
                    help="also time W4A4 and W4A16 with NVFP4_TRITON_DECODE=sm80 (the sm_80 PTX decoders instead of "
                         "sm_89's E4M3 conversions; rows w4a4_sm80 / w4a16_sm80; every M: the weight dequantization "
                         "of the large-M path changes too)")
+    r.add_argument("--splitk-ab", action="store_true",
+                   help="also time W4A4 and W4A16 with NVFP4_TRITON_SPLITK_REDUCE=kernel (the small-M GEMM reduces "
+                        "its own split-K: one launch fewer; rows w4a4_splitk_in_kernel / w4a16_splitk_in_kernel; "
+                        "M <= 128)")
     r.add_argument("--log-tuner", action="store_true", help="log every tuner decision with each candidate's time")
     r.add_argument("--out", required=True)
     p = sub.add_parser("report", help="merge CSVs into markdown + PNG")

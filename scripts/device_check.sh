@@ -24,10 +24,11 @@
 #     (first: the sm_89 E4M3 scale conversion, every word x scale byte, every candidate of the paired GEMM
 #      and of the integer-dot GEMV, both levels bit-identical; not yet run on a GPU)
 #   STEPS=tests TEST_FILES="tests/gpu/test_triton_gpu.py" TEST_TIMEOUT=500 scripts/gpu_suite.sh
-#     (the whole file: decoder levels bit-identical, weight dequantization of every scale byte, PDL "late",
-#      CUDA graphs, torch.compile, every path)
+#     (the whole file: decoder levels bit-identical, weight dequantization of every scale byte, the GEMM's
+#      in-kernel split-K reduction bit-identical to the launch, PDL "late", CUDA graphs, torch.compile, every path)
 #   STEPS=bench scripts/device_check.sh  (the full table, W4A4/W4A16 beside NVFP4_TRITON_DECODE=sm80 at every M
-#     and the tuner's choices logged: --decode-ab --log-tuner; ~5 min)
+#     and beside NVFP4_TRITON_SPLITK_REDUCE=kernel at M <= 128, the tuner's choices logged:
+#     --decode-ab --splitk-ab --log-tuner; ~6-7 min; rows so far survive a timeout in the CSV's .partial)
 #   STEPS=tests TEST_FILES="tests/gpu/test_gemv_half2_gpu.py tests/test_hf_gpu.py tests/test_tp_gpu.py tests/test_demo.py"
 #     TEST_TIMEOUT=500 scripts/gpu_suite.sh; then STEPS=tp scripts/gpu_suite.sh
 # (run on the H100 on 2026-12-08: the activation kernel's words sweep, its GPU tests, the PDL tests
@@ -57,7 +58,7 @@ for step in $STEPS; do
   case $step in
     tests) timeout -s INT -k 30 ${TEST_TIMEOUT:-240} python3 -m pytest -q -p no:cacheprovider tests/gpu -x 2>&1 | tee "$OUT/gpu_tests.log" | tail -25 ;;
     tune)  timeout ${TUNE_TIMEOUT:-150} python3 benchmarks/tune_small_m.py ${TUNE_ARGS:-} 2>&1 | tee "$OUT/tune.log" | grep -E "BEST|FAILED" ;;
-    bench) timeout ${BENCH_TIMEOUT:-560} python3 benchmarks/bench_linear.py run --shapes "$SHAPES" ${MS:+--ms "$MS"} ${BENCH_ARGS:---decode-ab --log-tuner} --out "$OUT/bench_$TAG.csv" 2>&1 | tee "$OUT/bench_$TAG.log" | tail -${BENCH_TAIL:-40} ;;
+    bench) timeout ${BENCH_TIMEOUT:-560} python3 benchmarks/bench_linear.py run --shapes "$SHAPES" ${MS:+--ms "$MS"} ${BENCH_ARGS:---decode-ab --splitk-ab --log-tuner} --out "$OUT/bench_$TAG.csv" 2>&1 | tee "$OUT/bench_$TAG.log" | tail -${BENCH_TAIL:-40} ;;
     half2tests) timeout -s INT -k 30 ${HALF2_TEST_TIMEOUT:-240} python3 -m pytest -q --tb=short -p no:cacheprovider -m gpu tests/gpu/test_gemv_half2_gpu.py \
                  tests/gpu/test_triton_gpu.py -k "${HALF2_TEST_K:-half2 or small_m_candidate or torch_compile or cuda_graph}" \
                  2>&1 | tee "$OUT/half2_tests.log" | tail -25 ;;

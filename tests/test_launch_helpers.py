@@ -78,15 +78,27 @@ def test_split_k_counters_are_allocated_once_and_never_replaced(monkeypatch):
     stream is never swapped for a larger one (which would free the captured one)."""
     import torch
 
-    from nvfp4.ops import launch_dp4a
+    from nvfp4.ops import splitk_counters
 
-    monkeypatch.setattr(launch_dp4a, "_COUNTERS", {})
+    monkeypatch.setattr(splitk_counters, "_COUNTERS", {})
     cpu = torch.device("cpu")
-    first = launch_dp4a._counters(cpu, 10)
-    assert first.numel() == launch_dp4a.COUNTER_CAPACITY and int(first.abs().sum()) == 0
-    assert launch_dp4a._counters(cpu, launch_dp4a.COUNTER_CAPACITY) is first
+    first = splitk_counters.counters(cpu, 10)
+    assert first.numel() == splitk_counters.COUNTER_CAPACITY and int(first.abs().sum()) == 0
+    assert splitk_counters.counters(cpu, splitk_counters.COUNTER_CAPACITY) is first
     with pytest.raises(ValueError, match="COUNTER_CAPACITY"):
-        launch_dp4a._counters(cpu, launch_dp4a.COUNTER_CAPACITY + 1)
+        splitk_counters.counters(cpu, splitk_counters.COUNTER_CAPACITY + 1)
+
+
+def test_splitk_reduce_setting(monkeypatch):
+    from nvfp4.ops import splitk_counters
+
+    monkeypatch.delenv(splitk_counters.SPLITK_REDUCE_ENV, raising=False)
+    assert splitk_counters.splitk_reduce_mode() == "launch"  # until timed on a GPU
+    monkeypatch.setenv(splitk_counters.SPLITK_REDUCE_ENV, "Kernel")
+    assert splitk_counters.splitk_reduce_mode() == "kernel"
+    monkeypatch.setenv(splitk_counters.SPLITK_REDUCE_ENV, "atomic")
+    with pytest.raises(ValueError, match="NVFP4_TRITON_SPLITK_REDUCE"):
+        splitk_counters.splitk_reduce_mode()
 
 
 def test_pdl_options_env(monkeypatch):

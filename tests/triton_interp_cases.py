@@ -144,6 +144,36 @@ def test_both_operand_orientations_of_the_tensor_core_gemm(w_as_b, m, n, k, spli
     assert_close_to_exact(out16, x.float(), wp, ws, (1.0 / gw).expand(n), None, f"w4a16 W_AS_B={w_as_b} M={m}")
 
 
+@pytest.mark.parametrize("w_as_b", [True, False])
+@pytest.mark.parametrize("m,n,k,split,block_m", [(5, 72, 128, 2, 16), (17, 80, 192, 3, 32), (70, 130, 256, 4, 32)])
+def test_splitk_reduced_in_the_gemm_gives_the_separate_launchs_bits(w_as_b, m, n, k, split, block_m, monkeypatch):
+    """``NVFP4_TRITON_SPLITK_REDUCE=kernel``: the last program of each (N, M) tile sums the
+    partials in split order, so W4A4 and W4A16 outputs equal the ``splitk_reduce`` launch's bit
+    for bit (several N and M tiles, N and M off the tile, per-row alpha, bias); no reduction
+    launch, and the ticket counters are back at 0."""
+    from nvfp4.ops import splitk_counters
+
+    wp, ws, gw = _weights(n, k, seed=m + k + split)
+    x = (torch.randn(m, k) * 2).to(torch.bfloat16)
+    gx = _gx(x)
+    alpha = (1.0 / (gx * gw)).expand(n).contiguous()
+    alpha[: n // 3] *= 0.5
+    bias = torch.randn(n).to(torch.bfloat16)
+    cfg = dict(W_AS_B=w_as_b, SPLIT_K=split, BLOCK_M=block_m)
+    outs = {}
+    for mode in ("launch", "kernel"):
+        monkeypatch.setenv(splitk_counters.SPLITK_REDUCE_ENV, mode)
+        launch.KERNEL_LAUNCHES.clear()
+        outs[mode] = (launch.linear_w4a4(x, wp, ws, gx, alpha, bias, config=cfg),
+                      launch.linear_w4a16(x, wp, ws, alpha, None, config=cfg))
+        assert launch.KERNEL_LAUNCHES["splitk_reduce"] == (2 if mode == "launch" else 0), mode
+    for got, want in zip(outs["kernel"], outs["launch"]):
+        assert torch.equal(got, want)
+    assert all(int(buf.abs().sum()) == 0 for buf in splitk_counters._COUNTERS.values())
+    rp, rs = quantize_activation(x, gx)
+    assert_close_to_exact(outs["kernel"][0], activation_operand(rp, rs), wp, ws, alpha, bias, f"ticket M={m}")
+
+
 def test_small_m_candidates_put_the_shared_memory_orientation_first():
     for m in (5, 16, 17, 64, 100, 128):
         cands = launch.small_m_candidates(m, with_gemv=False)

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
+from cuda_graph_checks import assert_capture_replays_eager  # noqa: E402
 from triton_exactness import activation_operand, assert_close_to_exact  # noqa: E402
 
 from nvfp4 import NVFP4Linear  # noqa: E402
@@ -203,6 +204,47 @@ def test_every_small_m_candidate_matches_exact(m, n, k, monkeypatch):
     assert list(launch._SMALL_PATH_CHOICE.values())[0] in cands
     assert_close_to_exact(tuned, a, wp, ws, alpha, bias, f"tuned M={m}")
     assert torch.equal(tuned, launch._small_gemm(x_hat, wp, ws.view(torch.uint8), alpha, bias, torch.bfloat16, tl_fp16()))
+
+
+@pytest.mark.parametrize("m", [5, 16, 64, 128])
+def test_splitk_reduced_in_the_gemm_matches_the_launch(m, monkeypatch):
+    """``NVFP4_TRITON_SPLITK_REDUCE=kernel`` on the hardware: every tensor-core candidate,
+    W4A4 and W4A16, Llama and awkward shapes with split-K > 1, bit-identical to the separate
+    ``splitk_reduce`` launch (same summation order), run twice (the ticket counters reset
+    themselves), no reduction launch; then a CUDA-graph capture of a layer in this mode
+    replays its eager call."""
+    from nvfp4.ops import launch, splitk_counters
+
+    for n, k in ((4096, 14336), (1000, 2048)):
+        wp, ws, gw = _weights(n, k, seed=m + n)
+        x = (torch.randn(m, k, device=DEV) * 2).to(torch.bfloat16)
+        gx = _gx(x)
+        alpha = (1.0 / (gx * gw)).expand(n).contiguous()
+        alpha16 = (1.0 / gw).expand(n).contiguous()
+        bias = (torch.randn(n, device=DEV) * 0.1).to(torch.bfloat16)
+        x_hat = launch.quantize_activation(x, gx, dequant_dtype=torch.float16)
+        for cand in launch.small_m_candidates(m, with_gemv=False):
+            cfg = launch.small_m_config(m, n, k, x.device, cand)
+            if cfg["SPLIT_K"] == 1:
+                continue
+            outs = {}
+            for mode in ("launch", "kernel", "kernel"):
+                monkeypatch.setenv(splitk_counters.SPLITK_REDUCE_ENV, mode)
+                launch.KERNEL_LAUNCHES.clear()
+                outs.setdefault(mode, []).append((
+                    launch.gemm(x_hat, None, 0, wp, ws.view(torch.uint8), alpha, bias, None, torch.bfloat16, tl_fp16(), cand),
+                    launch.gemm(x, None, 0, wp, ws.view(torch.uint8), alpha16, None, None, torch.bfloat16, tl_bf16(), cand)))
+                assert launch.KERNEL_LAUNCHES["splitk_reduce"] == (2 if mode == "launch" else 0), (mode, cand)
+            for run in outs["kernel"]:
+                for got, want in zip(run, outs["launch"][0]):
+                    assert torch.equal(got, want), (m, n, k, cand)
+    torch.cuda.synchronize()
+    assert all(int(buf.abs().sum()) == 0 for buf in splitk_counters._COUNTERS.values())
+    monkeypatch.setenv(splitk_counters.SPLITK_REDUCE_ENV, "kernel")
+    monkeypatch.setenv("NVFP4_TRITON_DP4A", "off")
+    lin = torch.nn.Linear(14336, 4096, bias=True, device=DEV, dtype=torch.bfloat16)
+    layer = NVFP4Linear.from_linear(lin, input_global_scale=torch.tensor([300.0])).to(DEV)
+    assert_capture_replays_eager(layer, torch.randn(m, 14336, device=DEV, dtype=torch.bfloat16), launch, "gemm_small_m")
 
 
 def tl_fp16():

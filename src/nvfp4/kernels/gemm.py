@@ -35,7 +35,9 @@ block scales take one E4M3 conversion each; docs/performance.md).
 Accumulation is fp32. With ``SPLIT_K == 1`` the epilogue is fused: ``acc * alpha[n]`` in
 fp32, cast to the output dtype, then ``+ bias`` (bias added after the cast, as the
 reference does). With ``SPLIT_K > 1`` each program sums a slice of K and writes fp32
-partials; ``splitk_reduce`` sums them in a fixed order and applies the same epilogue.
+partials; ``splitk_reduce`` sums them in a fixed order and applies the same epilogue, or,
+with ``SPLITK_TICKET``, the last program of each output tile does (``splitk_ticket.finish_tile``:
+one launch fewer, the same bits).
 """
 
 import triton
@@ -44,6 +46,7 @@ import triton.language as tl
 from .fp_bits import dequantize_fp4_tile, fake_quantize_groups, safe_reciprocal, store_output_tile
 from .grid_dependency import allow_dependents, wait_for_previous_grid
 from .paired_decode import PAIRED_IN_KERNEL, dequantize_fp4_words_paired, fold, pair_permute_k
+from .splitk_ticket import finish_tile
 
 A_DENSE = 0
 A_QUANTIZE = 1
@@ -52,12 +55,12 @@ A_PACKED = 2
 
 @triton.jit
 def _gemm_body(
-    a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, alpha_ptr, bias_ptr, gx_ptr, out_ptr, partial_ptr,
-    M, N, K, stride_am, stride_wn, stride_ws, TILES_PER_SPLIT,
+    a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, alpha_ptr, bias_ptr, gx_ptr, out_ptr, partial_ptr, counter_ptr,
+    M, N, K, stride_am, stride_wn, stride_ws, TILES_PER_SPLIT, SPLIT_K,
     A_MODE: tl.constexpr, HAS_BIAS: tl.constexpr, WRITE_PARTIAL: tl.constexpr, OP_DTYPE: tl.constexpr,
     USE_ASM: tl.constexpr, INTERPRET: tl.constexpr, EVEN_K: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, W_AS_B: tl.constexpr,
-    PAIRED_K: tl.constexpr, PDL: tl.constexpr,
+    PAIRED_K: tl.constexpr, PDL: tl.constexpr, SPLITK_TICKET: tl.constexpr,
 ):
     # PAIRED_K (paired_decode.py): the weight is decoded as whole int32 words with K in
     # PAIRED_ORDER inside each group of 8, lacking a power of two (fold) that the accumulator
@@ -162,13 +165,18 @@ def _gemm_body(
         acc = tl.trans(acc)  # [BLOCK_N, BLOCK_M] for the shared epilogue (once per program)
     if PAIRED_K:
         acc = acc * fold(OP_DTYPE)  # exact: a power of two
-    store_output_tile(acc, offs_n, offs_m, M, N, pid_k, out_ptr, partial_ptr, alpha_ptr, bias_ptr,
-                      WRITE_PARTIAL, HAS_BIAS, INTERPRET)
+    if SPLITK_TICKET and WRITE_PARTIAL:
+        finish_tile(acc, offs_n, offs_m, M, N, pid_k, SPLIT_K, out_ptr, partial_ptr, counter_ptr, alpha_ptr, bias_ptr,
+                    HAS_BIAS, INTERPRET)
+    else:
+        store_output_tile(acc, offs_n, offs_m, M, N, pid_k, out_ptr, partial_ptr, alpha_ptr, bias_ptr,
+                          WRITE_PARTIAL, HAS_BIAS, INTERPRET)
 
 
 @triton.jit
 def nvfp4_gemm_kernel(
     a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, alpha_ptr, bias_ptr, gx_ptr, out_ptr, partial_ptr,
+    counter_ptr,  # int32, one per output tile, zero between launches (SPLITK_TICKET only)
     M, N, K, stride_am,
     stride_wn,  # K/2: passed separately so Triton sees its divisibility (16-byte loads)
     stride_ws,  # K/16
@@ -180,28 +188,30 @@ def nvfp4_gemm_kernel(
     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, W_AS_B: tl.constexpr = False,
     PAIRED_K: tl.constexpr = 0,  # paired_decode.PAIRED_OFF / PAIRED_OPERAND / PAIRED_IN_KERNEL
     PDL: tl.constexpr = False,  # programmatic dependent launch (grid_dependency.py)
+    SPLITK_TICKET: tl.constexpr = False,  # the last program of a tile reduces the split-K partials
 ):
     wait_for_previous_grid(PDL)
     _gemm_body(
-        a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, alpha_ptr, bias_ptr, gx_ptr, out_ptr, partial_ptr,
-        M, N, K, stride_am, stride_wn, stride_ws, TILES_PER_SPLIT, A_MODE, HAS_BIAS, WRITE_PARTIAL, OP_DTYPE, USE_ASM, INTERPRET,
-        EVEN_K, BLOCK_N, BLOCK_M, BLOCK_K, W_AS_B, PAIRED_K, PDL,
+        a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, alpha_ptr, bias_ptr, gx_ptr, out_ptr, partial_ptr, counter_ptr,
+        M, N, K, stride_am, stride_wn, stride_ws, TILES_PER_SPLIT, SPLIT_K, A_MODE, HAS_BIAS, WRITE_PARTIAL, OP_DTYPE,
+        USE_ASM, INTERPRET, EVEN_K, BLOCK_N, BLOCK_M, BLOCK_K, W_AS_B, PAIRED_K, PDL, SPLITK_TICKET,
     )
 
 
 @triton.jit
 def nvfp4_gemm_kernel_interpreted(
-    a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, alpha_ptr, bias_ptr, gx_ptr, out_ptr, partial_ptr,
+    a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, alpha_ptr, bias_ptr, gx_ptr, out_ptr, partial_ptr, counter_ptr,
     M, N, K, stride_am, stride_wn, stride_ws,
-    TILES_PER_SPLIT: tl.constexpr,  # the interpreter needs a Python int as loop bound
-    SPLIT_K, M_BUCKET,
+    TILES_PER_SPLIT: tl.constexpr,  # the interpreter needs Python ints as loop bounds
+    SPLIT_K: tl.constexpr, M_BUCKET,
     A_MODE: tl.constexpr, HAS_BIAS: tl.constexpr, WRITE_PARTIAL: tl.constexpr, OP_DTYPE: tl.constexpr,
     USE_ASM: tl.constexpr, INTERPRET: tl.constexpr, EVEN_K: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, W_AS_B: tl.constexpr = False,
     PAIRED_K: tl.constexpr = 0,
+    SPLITK_TICKET: tl.constexpr = False,
 ):
     _gemm_body(
-        a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, alpha_ptr, bias_ptr, gx_ptr, out_ptr, partial_ptr,
-        M, N, K, stride_am, stride_wn, stride_ws, TILES_PER_SPLIT, A_MODE, HAS_BIAS, WRITE_PARTIAL, OP_DTYPE, USE_ASM, INTERPRET,
-        EVEN_K, BLOCK_N, BLOCK_M, BLOCK_K, W_AS_B, PAIRED_K, 0,
+        a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, alpha_ptr, bias_ptr, gx_ptr, out_ptr, partial_ptr, counter_ptr,
+        M, N, K, stride_am, stride_wn, stride_ws, TILES_PER_SPLIT, SPLIT_K, A_MODE, HAS_BIAS, WRITE_PARTIAL, OP_DTYPE,
+        USE_ASM, INTERPRET, EVEN_K, BLOCK_N, BLOCK_M, BLOCK_K, W_AS_B, PAIRED_K, 0, SPLITK_TICKET,
     )

@@ -1,5 +1,6 @@
-"""The end of a decode kernel that reduces its own split-K (``gemv_dp4a.py``, ``gemv_half2.py``):
-one launch per linear, no ``splitk_reduce`` launch after it.
+"""The end of a kernel that reduces its own split-K (``gemv_dp4a.py``, ``gemv_half2.py``, and
+the small-M GEMM with ``NVFP4_TRITON_SPLITK_REDUCE=kernel``): one launch per linear, no
+``splitk_reduce`` launch after it.
 
 ``finish_rows`` takes a program's fp32 row sums (up to 4 activation rows, ``y0..y3``):
 
@@ -10,12 +11,16 @@ one launch per linear, no ``splitk_reduce`` launch after it.
   all its threads' stores come first); the program that arrives last sums the ``SPLIT_K``
   partials in split order (so the result does not depend on which program was last), applies
   the same epilogue and resets the counter to 0 for the next launch.
+
+``finish_tile`` does the same for a GEMM tile ``acc[BLOCK_N, BLOCK_M]`` with one counter per
+(N tile, M tile), summing in the order of ``splitk_reduce`` (partial 0, then 1, ...), so its
+output is bit-identical to the separate launch.
 """
 
 import triton
 import triton.language as tl
 
-from .fp_bits import linear_epilogue
+from .fp_bits import linear_epilogue, store_output_tile
 
 
 @triton.jit
@@ -62,3 +67,27 @@ def finish_rows(y0, y1, y2, y3, scale, pid_n, pid_k, offs_n, M, N, SPLIT_K, alph
                     y += tl.load(partial_ptr + (s * ROWS + r) * N + n64, mask=n_mask, other=0.0, cache_modifier=".cg")
                 _store_row(y * scale, r, offs_n, n_mask, M, N, alpha_ptr, bias_ptr, out_ptr, HAS_BIAS, INTERPRET)
             tl.store(counter_ptr + pid_n, 0)  # ready for the next launch
+
+
+@triton.jit
+def finish_tile(acc, offs_n, offs_m, M, N, pid_k, SPLIT_K, out_ptr, partial_ptr, counter_ptr, alpha_ptr, bias_ptr,
+                HAS_BIAS: tl.constexpr, INTERPRET: tl.constexpr):
+    """A GEMM program's fp32 ``acc[BLOCK_N, BLOCK_M]`` (weight rows x activation rows) of
+    ``out[M, N]``: stored as split ``pid_k``'s partial, then the last program of the tile sums
+    the ``SPLIT_K`` partials in split order and applies the epilogue (module docstring)."""
+    store_output_tile(acc, offs_n, offs_m, M, N, pid_k, out_ptr, partial_ptr, alpha_ptr, bias_ptr, True, HAS_BIAS,
+                      INTERPRET)
+    tl.debug_barrier()
+    tile = tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)
+    ticket = tl.atomic_add(counter_ptr + tile, 1, sem="acq_rel", scope="gpu")
+    if ticket == SPLIT_K - 1:
+        mask = (offs_n < N)[:, None] & (offs_m < M)[None, :]
+        index = offs_m.to(tl.int64)[None, :] * N + offs_n.to(tl.int64)[:, None]
+        ptrs = partial_ptr + index
+        y = tl.load(ptrs, mask=mask, other=0.0, cache_modifier=".cg")
+        for s in range(1, SPLIT_K):  # fixed order, as splitk_reduce: the same bits
+            ptrs += M * N  # M * N < 2^31 on this path (M <= 128)
+            y += tl.load(ptrs, mask=mask, other=0.0, cache_modifier=".cg")
+        store_output_tile(y, offs_n, offs_m, M, N, pid_k, out_ptr, partial_ptr, alpha_ptr, bias_ptr, False, HAS_BIAS,
+                          INTERPRET)
+        tl.store(counter_ptr + tile, 0)  # ready for the next launch

@@ -49,7 +49,7 @@ from ..kernels import paired_decode
 from ..kernels.splitk_reduce import splitk_reduce_kernel
 from ..kernels.weight_dequant import weight_dequant_kernel
 from ..utils import env
-from . import fast_launch, tuning
+from . import fast_launch, splitk_counters, tuning
 from .decode_level import ASM_OFF, ASM_SM80, ASM_SM89, DECODE_ENV, DECODE_MODES, use_asm_decode  # noqa: F401
 from .dependent_launch import (  # noqa: F401  (re-exported)
     PDL_DEFAULT_W4A4, PDL_DEFAULT_W4A16, PDL_ENV, PDL_MODES, pdl_mode, pdl_options,
@@ -217,7 +217,8 @@ def gemm(
     paired: int = 0,
     w4a4: bool = False,
 ) -> torch.Tensor:
-    """Launch the GEMM (and the split-K reduction when used); returns ``out[M, N]``.
+    """Launch the GEMM (and the split-K reduction when used, unless the GEMM does it:
+    ``splitk_counters.splitk_reduce_mode``); returns ``out[M, N]``.
 
     ``paired`` (``paired_mode``): the weight decoded in ``paired_decode.PAIRED_ORDER``, with
     ``a`` dense and either already in that order (``PAIRED_OPERAND``, from
@@ -242,19 +243,23 @@ def gemm(
         a, a_scale if a_scale is not None else dummy, w_packed, w_scale_u8, alpha,
         bias if has_bias else dummy, gx if gx is not None else dummy, out,
     ]
+    ticket = False
     if m <= SPLITK_M_MAX or interpreting() or config is not None:
         cfg = small_m_config(m, n, k, device, config)
         split = cfg["SPLIT_K"]
         partial = torch.empty((split, m, n), dtype=torch.float32, device=device) if split > 1 else out
         grid = (cdiv(n, cfg["BLOCK_N"]), cdiv(m, cfg["BLOCK_M"]), split)
         tiles_per_split = cdiv(cdiv(k, cfg["BLOCK_K"]), split)
+        # NVFP4_TRITON_SPLITK_REDUCE=kernel: the last program of each output tile reduces
+        ticket = split > 1 and splitk_counters.splitk_reduce_mode() == "kernel"
+        counters = splitk_counters.counters(device, grid[0] * grid[1]) if ticket else dummy
         kernel = nvfp4_gemm_kernel_interpreted if interpreting() else nvfp4_gemm_kernel
         fast_launch.launch(
-            kernel, grid, *args, partial, m, n, k, stride_am, k // 2, k // 16, tiles_per_split, split, 0,
+            kernel, grid, *args, partial, counters, m, n, k, stride_am, k // 2, k // 16, tiles_per_split, split, 0,
             WRITE_PARTIAL=split > 1, EVEN_K=cfg["EVEN_K"],
             BLOCK_N=cfg["BLOCK_N"], BLOCK_M=cfg["BLOCK_M"], BLOCK_K=cfg["BLOCK_K"], W_AS_B=bool(cfg["W_AS_B"]),
-            PAIRED_K=int(paired), num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], **common,
-            **pdl_options(device, w4a4),
+            PAIRED_K=int(paired), SPLITK_TICKET=ticket, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+            **common, **pdl_options(device, w4a4),
         )
         KERNEL_LAUNCHES["gemm_small_m"] += 1
         if paired:
@@ -266,10 +271,10 @@ def gemm(
         def grid(meta):
             return (cdiv(n, meta["BLOCK_N"]), cdiv(m, meta["BLOCK_M"]), meta["SPLIT_K"])
 
-        kernel[grid](*args, partial, m, n, k, stride_am, k // 2, k // 16, M_BUCKET=next_power_of_2(m), **common)
+        kernel[grid](*args, partial, dummy, m, n, k, stride_am, k // 2, k // 16, M_BUCKET=next_power_of_2(m), **common)
         split = kernel.best_config.kwargs["SPLIT_K"]
         KERNEL_LAUNCHES["gemm_large_m"] += 1
-    if split > 1:
+    if split > 1 and not ticket:
         _reduce(partial, alpha, bias, out, split, w4a4)
     return out
 
@@ -356,10 +361,11 @@ def small_m_candidates(m: int, with_gemv: bool) -> list[dict]:
 
 def small_path_key(m, n, k, a_dtype, op_dtype, out_dtype, gemv_mode, device, paired, w4a4) -> tuple:
     """``_small_gemm``'s tuner cache key: per shape and M bucket, and per setting that changes
-    the candidates or their speed (GEMV mode, decode order and PTX level, PDL mode)."""
+    the candidates or their speed (GEMV mode, decode order and PTX level, PDL mode, split-K
+    reduction)."""
     bucket = _pow2_at_least(m, 1) if m <= GEMV_M_MAX else min(_pow2_at_least(m, 16), 128)
     return (bucket, n, k, a_dtype, str(op_dtype), out_dtype, gemv_mode, device.index, int(paired), pdl_mode(w4a4),
-            use_asm_decode(device))
+            use_asm_decode(device), splitk_counters.splitk_reduce_mode())
 
 
 def _small_gemm(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, config=None, paired=0, w4a4=False):

@@ -18,7 +18,7 @@ always the first; CUDA-graph captures: see ``tuning``).
 
 The split-K partial sums are reduced inside the kernel by the last program of each N tile,
 which needs a zeroed int32 counter per N tile; those counters reset themselves, so one
-buffer per (device, stream) serves every launch, CUDA graphs included.
+buffer per (device, stream) serves every launch, CUDA graphs included (``splitk_counters``).
 """
 
 from __future__ import annotations
@@ -28,11 +28,10 @@ import torch
 from ..kernels.gemv_dp4a import gemv_dp4a_kernel, gemv_dp4a_kernel_interpreted
 from ..kernels.int_dot import LUT_HIGH, LUT_LOW
 from ..utils import env
-from . import fast_launch, launch, tuning
+from . import fast_launch, launch, splitk_counters, tuning
 
 DP4A_ENV = "NVFP4_TRITON_DP4A"
 DP4A_M_MAX = 4
-_COUNTERS: dict = {}
 _LUTS: dict = {}
 _CHOICE: dict = {}
 
@@ -143,28 +142,6 @@ def lut(device: torch.device) -> torch.Tensor:
     return t
 
 
-# Counters per (device, stream), allocated once with room for any layer (one int32 per N tile;
-# 65536 tiles of >= 32 rows = N up to 2M) and never replaced: a CUDA graph that captured a
-# launch keeps reading the buffer it captured, so a buffer freed for a larger one could be
-# handed to other tensors (a shared graph pool) while a graph still counts in it.
-COUNTER_CAPACITY = 65536
-
-
-def _counters(device: torch.device, n_tiles: int) -> torch.Tensor:
-    # (the raw current stream, as Triton's launcher reads it: torch.cuda.current_stream costs ~5 us)
-    index = device.index if device.index is not None else (torch.cuda.current_device() if device.type == "cuda" else 0)
-    stream = torch._C._cuda_getCurrentRawStream(index) if device.type == "cuda" else 0
-    key = (str(device), stream)
-    buf = _COUNTERS.get(key)
-    if buf is None:
-        buf = torch.zeros(max(COUNTER_CAPACITY, n_tiles), dtype=torch.int32, device=device)
-        _COUNTERS[key] = buf
-    elif buf.numel() < n_tiles:
-        raise ValueError(f"linear_w4a4_dp4a: {n_tiles} N tiles exceed the split-K counter buffer "
-                         f"({buf.numel()}); raise launch_dp4a.COUNTER_CAPACITY before the first call")
-    return buf
-
-
 def _asm_level(device: torch.device) -> int:
     """The kernel's ``USE_ASM``: its PTX (``prmt``, ``dp4a``) on every GPU, even with
     ``NVFP4_TRITON_DECODE=portable`` (their emulations exist for the interpreter), and sm_89's
@@ -172,18 +149,6 @@ def _asm_level(device: torch.device) -> int:
     if device.type != "cuda" or launch.interpreting():
         return launch.ASM_OFF
     return max(launch.use_asm_decode(device), launch.ASM_SM80)
-
-
-def split_k_scratch(cfg: dict, out: torch.Tensor, placeholder: torch.Tensor):
-    """``(N tiles, fp32 partials [SPLIT_K, ROWS, N], counters)`` for a decode kernel that
-    reduces its own split-K (this one and ``kernels/gemv_half2.py``); with one split both
-    buffers are unused and ``out`` / ``placeholder`` stand in for them."""
-    n = out.shape[1]
-    n_tiles = launch.cdiv(n, cfg["BLOCK_N"])
-    if cfg["SPLIT_K"] == 1:
-        return n_tiles, out, placeholder
-    partial = torch.empty((cfg["SPLIT_K"], cfg["ROWS"], n), dtype=torch.float32, device=out.device)
-    return n_tiles, partial, _counters(out.device, n_tiles)
 
 
 def linear_w4a4_dp4a(x, w_packed, w_scale, gx, alpha, bias, config: dict | None = None,
@@ -207,7 +172,7 @@ def linear_w4a4_dp4a(x, w_packed, w_scale, gx, alpha, bias, config: dict | None 
     else:
         xq, xs = launch.quantize_activation_int8(x, gx)
     split = cfg["SPLIT_K"]
-    n_tiles, partial, counters = split_k_scratch(cfg, out, alpha)
+    n_tiles, partial, counters = splitk_counters.split_k_scratch(cfg, out, alpha)
     has_bias = bias is not None
     kernel = gemv_dp4a_kernel_interpreted if launch.interpreting() else gemv_dp4a_kernel
     fast_launch.launch(

@@ -66,7 +66,7 @@ def config(m: int, n: int, k: int, device: torch.device, tile: dict) -> dict:
 
 def gemv_half2(a, w_packed, w_scale_u8, alpha, bias, out_dtype, tile: dict, w4a4: bool = False) -> torch.Tensor:
     """``alpha * (a @ dequant(W)^T)`` (+ bias) for a dense fp16/bf16 ``a[M, K]``, M <= 4."""
-    from .launch_dp4a import split_k_scratch  # the same self-resetting per-stream counters
+    from .splitk_counters import split_k_scratch  # the self-resetting per-stream counters
 
     m, k = a.shape
     n = w_packed.shape[0]
