@@ -277,8 +277,10 @@ def fp4x2_decode_asm(packed, OP_DTYPE: tl.constexpr):
 @triton.jit
 def e4m3_byte_to_half_sm89(b, OP_DTYPE: tl.constexpr):
     """E4M3FN bytes (int32) -> their values in fp16 or bf16 (exact, NaN -> NaN) by sm_89's
-    ``cvt.rn.f16x2.e4m3x2`` (bf16: through fp32): 1-4 instructions where
-    ``e4m3_byte_to_f32`` takes ~10."""
+    ``cvt.rn.f16x2.e4m3x2`` (bf16: through fp32): 2-4 instructions where
+    ``e4m3_byte_to_f32`` takes ~10. The byte goes into both bytes of the converted half word
+    first, so either half of the result holds its value, whichever byte order the
+    conversion has."""
     if OP_DTYPE == tl.bfloat16:
         return tl.inline_asm_elementwise(
             asm="""
@@ -286,7 +288,8 @@ def e4m3_byte_to_half_sm89(b, OP_DTYPE: tl.constexpr):
             .reg .b16 lo, hi;
             .reg .b32 t;
             .reg .f32 f;
-            mov.b32 {lo, hi}, $1;
+            prmt.b32 t, $1, $1, 0x0000;
+            mov.b32 {lo, hi}, t;
             cvt.rn.f16x2.e4m3x2 t, lo;
             mov.b32 {lo, hi}, t;
             cvt.f32.f16 f, lo;
@@ -300,7 +303,8 @@ def e4m3_byte_to_half_sm89(b, OP_DTYPE: tl.constexpr):
             {
             .reg .b16 lo, hi;
             .reg .b32 t;
-            mov.b32 {lo, hi}, $1;
+            prmt.b32 t, $1, $1, 0x0000;
+            mov.b32 {lo, hi}, t;
             cvt.rn.f16x2.e4m3x2 t, lo;
             mov.b32 {$0, hi}, t;
             }

@@ -28,9 +28,10 @@ The small-M launcher times both orientations per shape (``ops.launch.small_m_can
 ``PAIRED_K`` (``paired_decode.py``, default; ``NVFP4_TRITON_PAIRED_K=off`` turns it off): the weight is
 decoded as whole int32 words, pairs straight into fp16x2/bf16x2 registers with the block
 scale in the same multiply, K permuted inside groups of 8 and the activation tile in the same
-order (permuted here in registers, or written so by ``activation_quant``); 3.8-7.0 SASS
-instructions per weight element instead of 5.2-13.2 (``USE_ASM`` at the sm_89 level, whose
-block scales take one E4M3 conversion each; docs/performance.md).
+order (permuted here in registers, or written so by ``activation_quant``); sm_90 K loops of
+3.8-7.0 SASS instructions per weight element instead of 5.3-8.5 for the natural decode with
+``USE_ASM`` at the sm_89 level (block scales by one E4M3 conversion each), 4.2-7.0 instead of
+6.1-13.2 at the sm_80 level (docs/performance.md).
 
 Accumulation is fp32. With ``SPLIT_K == 1`` the epilogue is fused: ``acc * alpha[n]`` in
 fp32, cast to the output dtype, then ``+ bias`` (bias added after the cast, as the

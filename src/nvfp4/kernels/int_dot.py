@@ -145,14 +145,16 @@ def group_int_dot_signed(s0, s1, s2, s3, x0, x1, x2, x3, USE_ASM: tl.constexpr):
 @triton.jit
 def e4m3_byte_to_f32_sm89(b):
     """E4M3FN bytes (int32 0..255) -> fp32 values, exactly (NaN -> NaN), by sm_89's
-    ``cvt.rn.f16x2.e4m3x2`` and one fp16 -> fp32 conversion: 2 instructions where
+    ``cvt.rn.f16x2.e4m3x2`` and one fp16 -> fp32 conversion (the byte duplicated first, so
+    the half read does not depend on the conversion's byte order): 3 instructions where
     ``e4m3_byte_to_f32_times_2m8`` takes ~6. No 2^-8 here: callers correct by 1/4, not 64."""
     return tl.inline_asm_elementwise(
         asm="""
         {
         .reg .b16 lo, hi;
         .reg .b32 t;
-        mov.b32 {lo, hi}, $1;
+        prmt.b32 t, $1, $1, 0x0000;
+        mov.b32 {lo, hi}, t;
         cvt.rn.f16x2.e4m3x2 t, lo;
         mov.b32 {lo, hi}, t;
         cvt.f32.f16 $0, lo;

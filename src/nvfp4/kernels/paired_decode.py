@@ -13,7 +13,7 @@ exactly 16 bits apart. For the pair in the top nibbles of the two halves,
 
 and shifting ``w`` left by 4 brings up the next pair. The products are exact: at most 6
 significant bits; in fp16 ``e2m1 * s`` is a multiple of 2^-10, so the product is a multiple
-of 2^-24 (fp16's smallest subnormal) below 6 * 448 * 2^-14 = 0.164; in bf16 2^-18..2^0.4,
+of 2^-24 (fp16's smallest subnormal) below 6 * 448 * 2^-14 = 0.164; in bf16 2^-18..2^3.4,
 normal. The 2^-14 (2^-8) comes back as one exact multiply of the fp32 accumulator before
 alpha (``fold``). About 2.4 instructions per weight element, against ~4.5 for
 ``fp_bits.dequantize_fp4_tile`` (byte shuffles, a separate scale multiply, and the repacking

@@ -329,9 +329,9 @@ def small_m_candidates(m: int, with_gemv: bool) -> list[dict]:
     ``W_AS_B`` tiles first (the untuned default): the activation is the left MMA operand and
     the dequantized weight goes through shared memory as the right one, so Hopper's wgmma
     runs asynchronously, one per K step (compiled sm_90 K loop with sm_89's scale conversion:
-    3.8-4.7 SASS instructions per weight element with the default paired decode, 5.2-7.2 with
+    3.8-4.7 SASS instructions per weight element with the default paired decode, 5.3-7.2 with
     the natural one; sm_80 PTX: 4.2-5.2 / 6.1-8.4); then the swap-AB tiles of
-    ``small_m_config`` (weight as the register operand: 3.8-5.7 paired, 7.5-8.4 natural), and,
+    ``small_m_config`` (weight as the register operand: 3.8-5.7 paired, 7.7-8.5 natural), and,
     for M <= ``GEMV_M_MAX``, the CUDA-core GEMVs: the half2-decode
     tiles of ``launch_gemv_half2`` and the older ``kernels/gemv.py``. On the H100 the tuner
     picked ``W_AS_B`` tiles for every Llama shape at M = 1..128 (2026-12-07 run)."""
