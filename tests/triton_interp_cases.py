@@ -174,6 +174,28 @@ def test_splitk_reduced_in_the_gemm_gives_the_separate_launchs_bits(w_as_b, m, n
     assert_close_to_exact(outs["kernel"][0], activation_operand(rp, rs), wp, ws, alpha, bias, f"ticket M={m}")
 
 
+@pytest.mark.parametrize("m,split", [(1, 1), (5, 2), (8, 3)])
+def test_eight_row_swap_ab_tiles(m, split):
+    """The swap-AB tiles 8 activation rows wide (``launch.EIGHT_ROW_TILES``, offered at M <= 8):
+    W4A4 (fp16 operand) and W4A16 through them, with and without split-K, paired decode."""
+    n, k = 72, 192
+    wp, ws, gw = _weights(n, k, seed=m + split)
+    x = (torch.randn(m, k) * 2).to(torch.bfloat16)
+    gx = _gx(x)
+    alpha = (1.0 / (gx * gw)).expand(n).contiguous()
+    bias = torch.randn(n).to(torch.bfloat16)
+    rp, rs = quantize_activation(x, gx)
+    cands = [c for c in launch.small_m_candidates(m, with_gemv=False) if c.get("BLOCK_M") == 8]
+    assert len(cands) == len(launch.EIGHT_ROW_TILES)
+    for cand in cands:
+        cfg = dict(cand, SPLIT_K=split)
+        out = launch.linear_w4a4(x, wp, ws, gx, alpha, bias, config=cfg)
+        assert_close_to_exact(out, activation_operand(rp, rs), wp, ws, alpha, bias, f"w4a4 8-row M={m} {cand}")
+        out16 = launch.linear_w4a16(x, wp, ws, (1.0 / gw).expand(n).contiguous(), bias, config=cfg)
+        assert_close_to_exact(out16, x.float(), wp, ws, (1.0 / gw).expand(n), bias, f"w4a16 8-row M={m} {cand}")
+    assert not any(c.get("BLOCK_M") == 8 for c in launch.small_m_candidates(9, with_gemv=False))
+
+
 def test_small_m_candidates_put_the_shared_memory_orientation_first():
     for m in (5, 16, 17, 64, 100, 128):
         cands = launch.small_m_candidates(m, with_gemv=False)

@@ -323,6 +323,16 @@ def _reduce(partial, alpha, bias, out, split, w4a4=False):
     KERNEL_LAUNCHES["splitk_reduce"] += 1
 
 
+# Swap-AB tiles 8 activation rows wide, offered to the tuner at M <= 8 (BLOCK_N, BLOCK_K,
+# warps). There the MMA is mma.sync m16n8k16 with the decoded weight as its register operand,
+# straight from the decode (no shared-memory round trip; the 16-row swap-AB tiles use wgmma,
+# whose register operand Triton stages through shared memory): sm_90 K loops of 3.45-3.46
+# SASS instructions per weight element (fp16, paired) against 3.84 for the best 16-row tile,
+# bf16 3.83-3.91 against 4.03 (sass_loop_stats.py; not yet timed on a GPU).
+EIGHT_ROW_M_MAX = 8
+EIGHT_ROW_TILES = ((128, 128, 4), (256, 128, 8))
+
+
 def small_m_candidates(m: int, with_gemv: bool) -> list[dict]:
     """What ``_small_gemm`` chooses from (timed once per shape and M bucket, ``tuning.pick``).
 
@@ -331,7 +341,8 @@ def small_m_candidates(m: int, with_gemv: bool) -> list[dict]:
     runs asynchronously, one per K step (compiled sm_90 K loop with sm_89's scale conversion:
     3.8-4.7 SASS instructions per weight element with the default paired decode, 5.3-7.2 with
     the natural one; sm_80 PTX: 4.2-5.2 / 6.1-8.4); then the swap-AB tiles of
-    ``small_m_config`` (weight as the register operand: 3.8-5.7 paired, 7.7-8.5 natural), and,
+    ``small_m_config`` (weight as the register operand: 3.8-5.7 paired, 7.7-8.5 natural); for
+    M <= 8 also swap-AB tiles 8 activation rows wide (``EIGHT_ROW_TILES``), and,
     for M <= ``GEMV_M_MAX``, the CUDA-core GEMVs: the half2-decode
     tiles of ``launch_gemv_half2`` and the older ``kernels/gemv.py``. On the H100 the tuner
     picked ``W_AS_B`` tiles for every Llama shape at M = 1..128 (2026-12-07 run)."""
@@ -350,6 +361,9 @@ def small_m_candidates(m: int, with_gemv: bool) -> list[dict]:
     cands = [dict(W_AS_B=True, BLOCK_M=bm_, BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=st)
              for bm_, bn, bk, w, st in tiles]
     cands.append(dict(W_AS_B=False))
+    if m <= EIGHT_ROW_M_MAX:
+        cands += [dict(W_AS_B=False, BLOCK_M=8, BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=3)
+                  for bn, bk, w in EIGHT_ROW_TILES]
     if with_gemv:
         from . import launch_gemv_half2  # imports this module: lazily
 
@@ -363,7 +377,8 @@ def small_path_key(m, n, k, a_dtype, op_dtype, out_dtype, gemv_mode, device, pai
     """``_small_gemm``'s tuner cache key: per shape and M bucket, and per setting that changes
     the candidates or their speed (GEMV mode, decode order and PTX level, PDL mode, split-K
     reduction)."""
-    bucket = _pow2_at_least(m, 1) if m <= GEMV_M_MAX else min(_pow2_at_least(m, 16), 128)
+    # 1, 2, 4, 8 (the candidate lists differ up to 8 rows), then 16, 32, 64, 128
+    bucket = _pow2_at_least(m, 1) if m <= EIGHT_ROW_M_MAX else min(_pow2_at_least(m, 16), 128)
     return (bucket, n, k, a_dtype, str(op_dtype), out_dtype, gemv_mode, device.index, int(paired), pdl_mode(w4a4),
             use_asm_decode(device), splitk_counters.splitk_reduce_mode())
 
