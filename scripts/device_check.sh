@@ -20,9 +20,9 @@
 #       paired:    tests/gpu/test_paired_decode_gpu.py, then bench_linear.py --paired-ab (W4A4 with the
 #                  paired decode on and off beside bf16, M = 1, 4, 16, 64, 128 unless MS is set)
 # The next device session (plan of 2026-12-08, second session), one call each (each under 10 minutes):
-#   STEPS="newtests bench" MS=1,2,4,8,16,64,128 BENCH_TIMEOUT=380 scripts/device_check.sh   (first, in case only
-#     one call can be had: the GPU tests of the 2026-12-08 second-session changes, ~3 min, then the decode-sized
-#     table with their A/B rows)
+#   STEPS="newtests bench" MS=1,4,8,16,128 BENCH_TIMEOUT=330 scripts/device_check.sh   (first, in case only
+#     one call can be had: the GPU tests of the 2026-12-08 second-session changes, ~3-4 min, then the
+#     decode-sized table with their A/B rows; rows so far survive a cut in the CSV's .partial)
 #   STEPS=tests TEST_FILES="tests/gpu/test_paired_decode_gpu.py tests/gpu/test_dp4a_gpu.py" TEST_TIMEOUT=500 scripts/gpu_suite.sh
 #     (first: the sm_89 E4M3 scale conversion, every word x scale byte, every candidate of the paired GEMM
 #      and of the integer-dot GEMV, both levels bit-identical; not yet run on a GPU)
@@ -62,9 +62,9 @@ for step in $STEPS; do
     tests) timeout -s INT -k 30 ${TEST_TIMEOUT:-240} python3 -m pytest -q -p no:cacheprovider tests/gpu -x 2>&1 | tee "$OUT/gpu_tests.log" | tail -25 ;;
     tune)  timeout ${TUNE_TIMEOUT:-150} python3 benchmarks/tune_small_m.py ${TUNE_ARGS:-} 2>&1 | tee "$OUT/tune.log" | grep -E "BEST|FAILED" ;;
     bench) timeout ${BENCH_TIMEOUT:-560} python3 benchmarks/bench_linear.py run --shapes "$SHAPES" ${MS:+--ms "$MS"} ${BENCH_ARGS:---decode-ab --splitk-ab --log-tuner} --out "$OUT/bench_$TAG.csv" 2>&1 | tee "$OUT/bench_$TAG.log" | tail -${BENCH_TAIL:-40} ;;
-    newtests) timeout -s INT -k 30 ${NEW_TEST_TIMEOUT:-200} python3 -m pytest -q --tb=short -p no:cacheprovider -m gpu -rs \
+    newtests) timeout -s INT -k 30 ${NEW_TEST_TIMEOUT:-230} python3 -m pytest -q --tb=short -p no:cacheprovider -m gpu -rs \
                 tests/gpu/test_paired_decode_gpu.py tests/gpu/test_dp4a_gpu.py tests/gpu/test_triton_gpu.py \
-                -k "${NEW_TEST_K:-code_position or scale_byte or scale_conversion or weight_dequant or decoders_agree or splitk_reduced or (every_candidate_matches_exact and 4096 and not w4a16)}" \
+                -k "${NEW_TEST_K:-code_position or scale_byte or scale_conversion or weight_dequant or decoders_agree or splitk_reduced or (every_candidate_matches_exact and 4096-4096)}" \
                 2>&1 | tee "$OUT/new_tests.log" | tail -25 ;;
     half2tests) timeout -s INT -k 30 ${HALF2_TEST_TIMEOUT:-240} python3 -m pytest -q --tb=short -p no:cacheprovider -m gpu tests/gpu/test_gemv_half2_gpu.py \
                  tests/gpu/test_triton_gpu.py -k "${HALF2_TEST_K:-half2 or small_m_candidate or torch_compile or cuda_graph}" \
