@@ -145,3 +145,23 @@ def test_decode_level_by_capability_and_setting(monkeypatch):
     with pytest.raises(ValueError, match="NVFP4_TRITON_DECODE"):
         launch.use_asm_decode(torch.device("cuda", 0))
     assert (launch.ASM_OFF, launch.ASM_SM80, launch.ASM_SM89) == (0, 1, 2)  # falsy only when portable
+
+
+def test_waves_candidates_double_the_split_k(monkeypatch):
+    """Up to 32 rows each ``W_AS_B`` tile is also offered with split-K sized for 4 programs per
+    SM (``WAVES``); the split stays a divisor of the K-tile count (no masking) and at most 32."""
+    import torch
+
+    from nvfp4.ops import launch
+
+    monkeypatch.setattr(launch, "num_sms", lambda device: 132)
+    cpu = torch.device("cpu")
+    for m in (5, 16, 32):
+        cands = launch.small_m_candidates(m, False)
+        waves = [c for c in cands if c.get("WAVES") == 4]
+        assert [dict(c, WAVES=4) for c in cands if c.get("W_AS_B") and "WAVES" not in c] == waves
+    assert not any("WAVES" in c for c in launch.small_m_candidates(64, False))
+    for n, k in ((6144, 4096), (4096, 4096), (8192, 28672)):
+        base = launch.small_m_config(16, n, k, cpu, launch.small_m_candidates(16, False)[1])
+        more = launch.small_m_config(16, n, k, cpu, dict(launch.small_m_candidates(16, False)[1], WAVES=4))
+        assert more["SPLIT_K"] == 2 * base["SPLIT_K"] and (k // 128) % more["SPLIT_K"] == 0 and more["EVEN_K"]

@@ -149,7 +149,8 @@ def waves_split_k(k: int, n: int, block_k: int, block_n: int, waves: int, device
 
 
 def small_m_config(m: int, n: int, k: int, device: torch.device, override: dict | None = None) -> dict:
-    """Fixed tiles for the decode path; split-K sized for ~2 waves over the SMs."""
+    """Fixed tiles for the decode path; split-K sized for ~``WAVES`` (default 2) programs per
+    SM, a divisor of the K-tile count."""
     # From benchmarks/tune_small_m.py on an H100 (8B o_proj, M = 1..64): BLOCK_N=64,
     # BLOCK_K=256, 4 warps, 3 stages was within a few % of the best everywhere.
     cfg = dict(BLOCK_M=min(_pow2_at_least(m, 16), 128), BLOCK_N=64, BLOCK_K=256, num_warps=4, num_stages=3, W_AS_B=False)
@@ -162,7 +163,7 @@ def small_m_config(m: int, n: int, k: int, device: torch.device, override: dict 
     k_tiles = cdiv(k, cfg["BLOCK_K"])
     tiles = cdiv(n, cfg["BLOCK_N"]) * cdiv(m, cfg["BLOCK_M"])
     if "SPLIT_K" not in (override or {}):
-        target = max(1, min(k_tiles, 32, cdiv(2 * num_sms(device), tiles)))
+        target = max(1, min(k_tiles, 32, cdiv(cfg.get("WAVES", 2) * num_sms(device), tiles)))
         # A divisor of the K-tile count: every split gets whole tiles and no mask is needed.
         cfg["SPLIT_K"] = max(d for d in range(1, target + 1) if k_tiles % d == 0)
     cfg["SPLIT_K"] = max(1, min(cfg["SPLIT_K"], k_tiles))
@@ -336,7 +337,10 @@ EIGHT_ROW_TILES = ((128, 128, 4), (256, 128, 8))
 def small_m_candidates(m: int, with_gemv: bool) -> list[dict]:
     """What ``_small_gemm`` chooses from (timed once per shape and M bucket, ``tuning.pick``).
 
-    ``W_AS_B`` tiles first (the untuned default): the activation is the left MMA operand and
+    ``W_AS_B`` tiles first (the untuned default; up to 32 rows each also with split-K sized for
+    4 programs per SM instead of 2, ``WAVES``: the small layers stream only ~5-10 MB, so how
+    evenly the programs fill the SMs may matter more than the partial sums' traffic; not yet
+    timed): the activation is the left MMA operand and
     the dequantized weight goes through shared memory as the right one, so Hopper's wgmma
     runs asynchronously, one per K step (compiled sm_90 K loop with sm_89's scale conversion:
     3.8-4.7 SASS instructions per weight element with the default paired decode, 5.3-7.2 with
@@ -360,6 +364,8 @@ def small_m_candidates(m: int, with_gemv: bool) -> list[dict]:
                  (64, 128, 128, 4, 3)]
     cands = [dict(W_AS_B=True, BLOCK_M=bm_, BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=st)
              for bm_, bn, bk, w, st in tiles]
+    if bm <= 32:  # the same kernels with twice the split-K (no extra compile: split is a launch argument)
+        cands += [dict(c, WAVES=4) for c in cands]
     cands.append(dict(W_AS_B=False))
     if m <= EIGHT_ROW_M_MAX:
         cands += [dict(W_AS_B=False, BLOCK_M=8, BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=3)
