@@ -204,8 +204,8 @@ def run(args) -> None:
                     variant(PAIRED_K_ENV, "_paired", (w4a4_fn, w4a16_fn))
             if args.splitk_ab and m <= SPLITK_M_MAX:  # the small-M GEMM reducing its own split-K
                 variant("NVFP4_TRITON_SPLITK_REDUCE", "_splitk_in_kernel", (w4a4_fn, w4a16_fn), "kernel")
-            if args.decode_ab:  # the decoders of any sm_80 GPU instead of sm_89's E4M3 conversions
-                variant("NVFP4_TRITON_DECODE", "_sm80", (w4a4_fn, w4a16_fn), "sm80")
+            if args.decode_ab:  # sm_89's E4M3 conversions beside the default sm_80 PTX decoders
+                variant("NVFP4_TRITON_DECODE", "_sm89", (w4a4_fn, w4a16_fn), "sm89")
             for r in (r4, r16, *extra):
                 r["speedup_vs_bf16"] = f"{bf16_us / float(r['time_us']):.2f}"
             if m in ref_ms and not args.no_ref:
@@ -450,8 +450,8 @@ def main(argv=None) -> None:
                    help="also time W4A4 and W4A16 with NVFP4_TRITON_PAIRED_K flipped from its default (rows "
                         "w4a4_natural / w4a16_natural, or ..._paired; M <= 128)")
     r.add_argument("--decode-ab", action="store_true",
-                   help="also time W4A4 and W4A16 with NVFP4_TRITON_DECODE=sm80 (the sm_80 PTX decoders instead of "
-                        "sm_89's E4M3 conversions; rows w4a4_sm80 / w4a16_sm80; every M: the weight dequantization "
+                   help="also time W4A4 and W4A16 with NVFP4_TRITON_DECODE=sm89 (sm_89's E4M3 conversions beside "
+                        "the sm_80 PTX decoders; rows w4a4_sm89 / w4a16_sm89; every M: the weight dequantization "
                         "of the large-M path changes too)")
     r.add_argument("--splitk-ab", action="store_true",
                    help="also time W4A4 and W4A16 with NVFP4_TRITON_SPLITK_REDUCE=kernel (the small-M GEMM reduces "

@@ -29,7 +29,7 @@
 #   STEPS=tests TEST_FILES="tests/gpu/test_triton_gpu.py" TEST_TIMEOUT=500 scripts/gpu_suite.sh
 #     (the whole file: decoder levels bit-identical, weight dequantization of every scale byte, the GEMM's
 #      in-kernel split-K reduction bit-identical to the launch, PDL "late", CUDA graphs, torch.compile, every path)
-#   STEPS=bench scripts/device_check.sh  (the full table, W4A4/W4A16 beside NVFP4_TRITON_DECODE=sm80 at every M
+#   STEPS=bench scripts/device_check.sh  (the full table, W4A4/W4A16 beside NVFP4_TRITON_DECODE=sm89 at every M
 #     and beside NVFP4_TRITON_SPLITK_REDUCE=kernel at M <= 128, the tuner's choices logged:
 #     --decode-ab --splitk-ab --log-tuner; ~6-7 min; rows so far survive a timeout in the CSV's .partial)
 #   STEPS=tests TEST_FILES="tests/gpu/test_gemv_half2_gpu.py tests/test_hf_gpu.py tests/test_tp_gpu.py tests/test_demo.py"

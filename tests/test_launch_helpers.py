@@ -126,8 +126,8 @@ def test_pdl_options_env(monkeypatch):
 
 
 def test_decode_level_by_capability_and_setting(monkeypatch):
-    """``use_asm_decode``: sm_89's E4M3 conversion on GPUs that have it, the sm_80 PTX
-    elsewhere or when asked (``NVFP4_TRITON_DECODE=sm80``), portable when asked or off the GPU."""
+    """``use_asm_decode``: the sm_80 PTX by default; sm_89's E4M3 conversion when asked
+    (``NVFP4_TRITON_DECODE=sm89``) on GPUs that have it; portable when asked or off the GPU."""
     import torch
 
     from nvfp4.ops import decode_level, launch
@@ -135,10 +135,11 @@ def test_decode_level_by_capability_and_setting(monkeypatch):
     monkeypatch.delenv(launch.DECODE_ENV, raising=False)
     monkeypatch.setattr(decode_level, "_has_e4m3_cvt", lambda index: index == 0)  # "device 0 is a Hopper, 1 an A100"
     assert launch.use_asm_decode(torch.device("cpu")) == launch.ASM_OFF
+    assert launch.use_asm_decode(torch.device("cuda", 0)) == launch.ASM_SM80  # opt-in until timed on a GPU
+    monkeypatch.setenv(launch.DECODE_ENV, "sm89")
     assert launch.use_asm_decode(torch.device("cuda", 0)) == launch.ASM_SM89
     assert launch.use_asm_decode(torch.device("cuda", 1)) == launch.ASM_SM80
-    monkeypatch.setenv(launch.DECODE_ENV, "sm80")
-    assert launch.use_asm_decode(torch.device("cuda", 0)) == launch.ASM_SM80
+    assert launch.use_asm_decode(torch.device("cpu")) == launch.ASM_OFF
     monkeypatch.setenv(launch.DECODE_ENV, "Portable ")
     assert launch.use_asm_decode(torch.device("cuda", 0)) == launch.ASM_OFF
     monkeypatch.setenv(launch.DECODE_ENV, "ptx")

@@ -288,7 +288,7 @@ def test_fused_quantization_variant_matches_exact():
             assert_close_to_exact(out, activation_operand(rp, rs), wp, ws, alpha, None, f"fused M={m}")
 
 
-@pytest.mark.parametrize("decode", ["asm", "sm80", "portable"])
+@pytest.mark.parametrize("decode", ["asm", "sm89", "portable"])
 def test_weight_dequant_kernel_exact(decode, monkeypatch):
     """Every decoder level (sm_89's E4M3 conversion on this GPU, the sm_80 PTX, portable),
     random weights and then every E4M3 scale byte (NaN bytes decode to NaN)."""
@@ -318,11 +318,11 @@ def test_asm_and_portable_decoders_agree(monkeypatch):
             x = torch.randn(m, 1024, device=DEV).to(dtype)
             gx = _gx(x)
             outs = {}
-            for decode in ("asm", "sm80", "portable"):
+            for decode in ("asm", "sm89", "portable"):
                 monkeypatch.setenv("NVFP4_TRITON_DECODE", decode)
                 outs[decode] = (ops.linear_w4a16(x, wp, ws, alpha, None),
                                 ops.linear_w4a4(x, wp, ws, gx, (1.0 / (gx * gw)).expand(512).contiguous(), None))
-            for decode in ("sm80", "portable"):
+            for decode in ("sm89", "portable"):
                 for got, want in zip(outs[decode], outs["asm"]):
                     assert torch.equal(got, want), (dtype, m, decode)
 
