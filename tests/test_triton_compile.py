@@ -32,8 +32,10 @@ from nvfp4.kernels.weight_dequant import weight_dequant_kernel  # noqa: E402
 
 HOPPER = GPUTarget("cuda", 90, 32)
 AMPERE = GPUTarget("cuda", 80, 32)
-# The USE_ASM level a launch on each target gets (ops.launch.use_asm_decode): Hopper has
-# sm_89's E4M3 conversions, Ampere the sm_80 PTX only.
+# The highest USE_ASM level each target can run (ops.launch.use_asm_decode): Hopper has sm_89's
+# E4M3 conversions (level 2, with NVFP4_TRITON_DECODE=sm89), Ampere the sm_80 PTX only. Level 1,
+# the default launch on every GPU, is compiled for both targets by the W_AS_B and dp4a
+# every-candidate tests below; the paired-decode, ticket and dp4a-variant tests take ASM_LEVEL.
 ASM_LEVEL = {HOPPER: 2, AMPERE: 1}
 OP = {"bf16": tl.bfloat16, "fp16": tl.float16}
 
@@ -110,7 +112,7 @@ def test_gemm_weight_as_right_operand_compiles(target, m, op):
     for i, cand in enumerate(c for c in small_m_candidates(m, False) if c.get("W_AS_B") and "WAVES" not in c):
         out = "*fp32" if i == 1 else "*bf16"
         kernel = compile_for(target, nvfp4_gemm_kernel, _ptrs(a_ptr="*" + op, a_scale_ptr="*u8", gx_ptr="*fp32", out_ptr=out), dict(
-            A_MODE=0, HAS_BIAS=True, WRITE_PARTIAL=i == 0, OP_DTYPE=OP[op], USE_ASM=ASM_LEVEL[target], INTERPRET=False,
+            A_MODE=0, HAS_BIAS=True, WRITE_PARTIAL=i == 0, OP_DTYPE=OP[op], USE_ASM=1, INTERPRET=False,
             EVEN_K=True, BLOCK_N=cand["BLOCK_N"], BLOCK_M=cand["BLOCK_M"], BLOCK_K=cand["BLOCK_K"], W_AS_B=True,
         ), num_warps=cand["num_warps"], num_stages=cand["num_stages"])
         ttgir = kernel.asm["ttgir"]
@@ -301,7 +303,7 @@ def test_every_dp4a_tuner_candidate_compiles(target, rows):
     for cand in CANDIDATES[rows]:
         x = "*bf16" if cand["FUSED_QUANT"] else "*i8"
         compile_for(target, gemv_dp4a_kernel, dict(DP4A_PTRS, x_ptr=x, bias_ptr="*bf16", out_ptr="*bf16"), dict(
-            ROWS=rows, FUSED_QUANT=cand["FUSED_QUANT"], HAS_BIAS=True, USE_ASM=ASM_LEVEL[target], INTERPRET=False, EVEN_K=True,
+            ROWS=rows, FUSED_QUANT=cand["FUSED_QUANT"], HAS_BIAS=True, USE_ASM=1, INTERPRET=False, EVEN_K=True,
             BLOCK_N=cand["BLOCK_N"], BLOCK_K=cand["BLOCK_K"], NUM_STAGES=cand["NUM_STAGES"],
         ), num_warps=cand["num_warps"])
 
