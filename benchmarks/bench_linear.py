@@ -204,6 +204,8 @@ def run(args) -> None:
                     variant(PAIRED_K_ENV, "_paired", (w4a4_fn, w4a16_fn))
             if args.splitk_ab and m <= SPLITK_M_MAX:  # the small-M GEMM reducing its own split-K
                 variant("NVFP4_TRITON_SPLITK_REDUCE", "_splitk_in_kernel", (w4a4_fn, w4a16_fn), "kernel")
+            if args.eight_row_ab and m <= 8:  # the opt-in 8-row swap-AB tiles among the tuner's candidates
+                variant("NVFP4_TRITON_EIGHT_ROW_TILES", "_eight_row", (w4a4_fn, w4a16_fn), "on")
             if args.decode_ab:  # sm_89's E4M3 conversions beside the default sm_80 PTX decoders
                 variant("NVFP4_TRITON_DECODE", "_sm89", (w4a4_fn, w4a16_fn), "sm89")
             for r in (r4, r16, *extra):
@@ -457,6 +459,9 @@ def main(argv=None) -> None:
                    help="also time W4A4 and W4A16 with NVFP4_TRITON_SPLITK_REDUCE=kernel (the small-M GEMM reduces "
                         "its own split-K: one launch fewer; rows w4a4_splitk_in_kernel / w4a16_splitk_in_kernel; "
                         "M <= 128)")
+    r.add_argument("--eight-row-ab", action="store_true",
+                   help="also time W4A4 and W4A16 with NVFP4_TRITON_EIGHT_ROW_TILES=on (swap-AB tiles 8 activation rows "
+                        "wide among the tuner's candidates; rows w4a4_eight_row / w4a16_eight_row; M <= 8)")
     r.add_argument("--log-tuner", action="store_true", help="log every tuner decision with each candidate's time")
     r.add_argument("--out", required=True)
     p = sub.add_parser("report", help="merge CSVs into markdown + PNG")

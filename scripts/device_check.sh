@@ -61,7 +61,7 @@ for step in $STEPS; do
   case $step in
     tests) timeout -s INT -k 30 ${TEST_TIMEOUT:-240} python3 -m pytest -q -p no:cacheprovider tests/gpu -x 2>&1 | tee "$OUT/gpu_tests.log" | tail -25 ;;
     tune)  timeout ${TUNE_TIMEOUT:-150} python3 benchmarks/tune_small_m.py ${TUNE_ARGS:-} 2>&1 | tee "$OUT/tune.log" | grep -E "BEST|FAILED" ;;
-    bench) timeout ${BENCH_TIMEOUT:-560} python3 benchmarks/bench_linear.py run --shapes "$SHAPES" ${MS:+--ms "$MS"} ${BENCH_ARGS:---decode-ab --splitk-ab --log-tuner} --out "$OUT/bench_$TAG.csv" 2>&1 | tee "$OUT/bench_$TAG.log" | tail -${BENCH_TAIL:-40} ;;
+    bench) timeout ${BENCH_TIMEOUT:-560} python3 benchmarks/bench_linear.py run --shapes "$SHAPES" ${MS:+--ms "$MS"} ${BENCH_ARGS:---decode-ab --splitk-ab --eight-row-ab --log-tuner} --out "$OUT/bench_$TAG.csv" 2>&1 | tee "$OUT/bench_$TAG.log" | tail -${BENCH_TAIL:-40} ;;
     newtests) timeout -s INT -k 30 ${NEW_TEST_TIMEOUT:-230} python3 -m pytest -q --tb=short -p no:cacheprovider -m gpu -rs \
                 tests/gpu/test_paired_decode_gpu.py tests/gpu/test_dp4a_gpu.py tests/gpu/test_triton_gpu.py \
                 -k "${NEW_TEST_K:-code_position or scale_byte or scale_conversion or weight_dequant or decoders_agree or splitk_reduced or (every_candidate_matches_exact and 4096-4096)}" \

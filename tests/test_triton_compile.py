@@ -180,6 +180,7 @@ def test_paired_decode_gemm_compiles_and_takes_fewer_instructions(target, m, op,
     from nvfp4.ops.launch import PAIRED_K_ENV, paired_mode, small_m_candidates, small_m_config
 
     monkeypatch.setenv(PAIRED_K_ENV, "on")
+    monkeypatch.setenv("NVFP4_TRITON_EIGHT_ROW_TILES", "on")  # the opt-in 8-row tiles too (M <= 8)
     mode = paired_mode(m, quantized)
     assert mode, "a paired case"
     # (the WAVES variants launch the same kernels with more splits: nothing new to compile)

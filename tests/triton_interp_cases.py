@@ -175,9 +175,11 @@ def test_splitk_reduced_in_the_gemm_gives_the_separate_launchs_bits(w_as_b, m, n
 
 
 @pytest.mark.parametrize("m,split", [(1, 1), (5, 2), (8, 3)])
-def test_eight_row_swap_ab_tiles(m, split):
+def test_eight_row_swap_ab_tiles(m, split, monkeypatch):
     """The swap-AB tiles 8 activation rows wide (``launch.EIGHT_ROW_TILES``, offered at M <= 8):
     W4A4 (fp16 operand) and W4A16 through them, with and without split-K, paired decode."""
+    assert not any(c.get("BLOCK_M") == 8 for c in launch.small_m_candidates(m, with_gemv=False))  # opt-in
+    monkeypatch.setenv(launch.EIGHT_ROW_ENV, "on")
     n, k = 72, 192
     wp, ws, gw = _weights(n, k, seed=m + split)
     x = (torch.randn(m, k) * 2).to(torch.bfloat16)

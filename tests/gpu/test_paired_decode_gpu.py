@@ -67,6 +67,7 @@ def test_every_candidate_matches_exact(dtype, n, k, monkeypatch):
         alpha = (1.0 / (gx.cpu() * gw)).expand(n).contiguous().to(DEV)
         b = bias if m % 2 else None
         exact = exact_w4a4(x, gx, wp, ws, alpha, b)
+        monkeypatch.setenv(launch.EIGHT_ROW_ENV, "on")  # the opt-in 8-row tiles too (M <= 8)
         for cand in launch.small_m_candidates(m, with_gemv=False):
             check_w4a4(x, gx, wp, ws, alpha, b, f"M={m} {n}x{k} {cand}", monkeypatch, dict(cand), exact)
         check_w4a4(x, gx, wp, ws, alpha, b, f"M={m} {n}x{k} tuned", monkeypatch, None, exact)
@@ -107,6 +108,7 @@ def test_w4a16_every_candidate_matches_exact(dtype, n, k, monkeypatch):
         x = torch.randn(m, k, generator=g).to(dtype).to(DEV)
         bias = torch.randn(n, generator=g).to(dtype).to(DEV) if m % 2 else None
         exact = exact_and_bound(x.cpu().float(), wp.cpu(), ws.cpu(), alpha.cpu(), None if bias is None else bias.cpu(), dtype)
+        monkeypatch.setenv(launch.EIGHT_ROW_ENV, "on")  # the opt-in 8-row tiles too (M <= 8)
         for cand in launch.small_m_candidates(m, with_gemv=False):
             _, launches = check_w4a16(x, wp, ws, alpha, bias, f"M={m} {n}x{k} {cand}", monkeypatch, dict(cand), exact)
             assert launches[launch.PAIRED_IN_KERNEL] == 1, (m, cand, launches)

@@ -173,6 +173,7 @@ def test_every_small_m_candidate_matches_exact(m, n, k, monkeypatch):
     from nvfp4.ops import launch, launch_gemv_half2
 
     monkeypatch.setenv(launch_gemv_half2.TUNER_ENV, "on")  # its tiles too, whatever the default
+    monkeypatch.setenv(launch.EIGHT_ROW_ENV, "on")  # and the opt-in 8-row swap-AB tiles (M <= 8)
     wp, ws, gw = _weights(n, k, seed=m)
     x = (torch.randn(m, k, device=DEV) * 2).to(torch.bfloat16)
     gx = _gx(x)

@@ -329,9 +329,12 @@ def _reduce(partial, alpha, bias, out, split, w4a4=False):
 # straight from the decode (no shared-memory round trip; the 16-row swap-AB tiles use wgmma,
 # whose register operand Triton stages through shared memory): sm_90 K loops of 3.45-3.46
 # SASS instructions per weight element (fp16, paired) against 3.84 for the best 16-row tile,
-# bf16 3.83-3.91 against 4.03 (sass_loop_stats.py; not yet timed on a GPU).
+# bf16 3.83-3.91 against 4.03 (sass_loop_stats.py). Offered only with
+# NVFP4_TRITON_EIGHT_ROW_TILES=on until their GPU tests have run and they have been timed.
 EIGHT_ROW_M_MAX = 8
 EIGHT_ROW_TILES = ((128, 128, 4), (256, 128, 8))
+EIGHT_ROW_ENV = "NVFP4_TRITON_EIGHT_ROW_TILES"
+EIGHT_ROW_DEFAULT = False
 
 
 def small_m_candidates(m: int, with_gemv: bool) -> list[dict]:
@@ -346,7 +349,8 @@ def small_m_candidates(m: int, with_gemv: bool) -> list[dict]:
     3.8-4.7 SASS instructions per weight element with the default paired decode, 5.3-7.2 with
     the natural one; sm_80 PTX: 4.2-5.2 / 6.1-8.4); then the swap-AB tiles of
     ``small_m_config`` (weight as the register operand: 3.8-5.7 paired, 7.7-8.5 natural); for
-    M <= 8 also swap-AB tiles 8 activation rows wide (``EIGHT_ROW_TILES``), and,
+    M <= 8, with ``NVFP4_TRITON_EIGHT_ROW_TILES=on``, swap-AB tiles 8 activation rows wide
+    (``EIGHT_ROW_TILES``), and,
     for M <= ``GEMV_M_MAX``, the CUDA-core GEMVs: the half2-decode
     tiles of ``launch_gemv_half2`` and the older ``kernels/gemv.py``. On the H100 the tuner
     picked ``W_AS_B`` tiles for every Llama shape at M = 1..128 (2026-12-07 run)."""
@@ -367,7 +371,7 @@ def small_m_candidates(m: int, with_gemv: bool) -> list[dict]:
     if bm <= 32:  # the same kernels with twice the split-K (no extra compile: split is a launch argument)
         cands += [dict(c, WAVES=4) for c in cands]
     cands.append(dict(W_AS_B=False))
-    if m <= EIGHT_ROW_M_MAX:
+    if m <= EIGHT_ROW_M_MAX and env.switch(EIGHT_ROW_ENV, EIGHT_ROW_DEFAULT):
         cands += [dict(W_AS_B=False, BLOCK_M=8, BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=3)
                   for bn, bk, w in EIGHT_ROW_TILES]
     if with_gemv:
@@ -382,11 +386,12 @@ def small_m_candidates(m: int, with_gemv: bool) -> list[dict]:
 def small_path_key(m, n, k, a_dtype, op_dtype, out_dtype, gemv_mode, device, paired, w4a4) -> tuple:
     """``_small_gemm``'s tuner cache key: per shape and M bucket, and per setting that changes
     the candidates or their speed (GEMV mode, decode order and PTX level, PDL mode, split-K
-    reduction)."""
+    reduction, the 8-row tiles)."""
     # 1, 2, 4, 8 (the candidate lists differ up to 8 rows), then 16, 32, 64, 128
     bucket = _pow2_at_least(m, 1) if m <= EIGHT_ROW_M_MAX else min(_pow2_at_least(m, 16), 128)
     return (bucket, n, k, a_dtype, str(op_dtype), out_dtype, gemv_mode, device.index, int(paired), pdl_mode(w4a4),
-            use_asm_decode(device), splitk_counters.splitk_reduce_mode())
+            use_asm_decode(device), splitk_counters.splitk_reduce_mode(),
+            m <= EIGHT_ROW_M_MAX and env.switch(EIGHT_ROW_ENV, EIGHT_ROW_DEFAULT))
 
 
 def _small_gemm(a, w_packed, w_scale_u8, alpha, bias, out_dtype, op_dtype, config=None, paired=0, w4a4=False):
