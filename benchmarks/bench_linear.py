@@ -112,6 +112,7 @@ def run(args) -> None:
     import nvfp4.ops  # noqa: F401  (registers torch.ops.nvfp4)
     from nvfp4.backends.reference import ReferenceBackend
     from nvfp4.numerics import quantize_weight
+    from nvfp4.ops.decode_level import DECODE_DEFAULT
     from nvfp4.ops.launch import PAIRED_K_DEFAULT, PAIRED_K_ENV, SPLITK_M_MAX
 
     print(f"nvfp4 package: {os.path.dirname(nvfp4.ops.__file__)}", flush=True)  # which copy was timed
@@ -206,8 +207,11 @@ def run(args) -> None:
                 variant("NVFP4_TRITON_SPLITK_REDUCE", "_splitk_in_kernel", (w4a4_fn, w4a16_fn), "kernel")
             if args.eight_row_ab and m <= 8:  # the opt-in 8-row swap-AB tiles among the tuner's candidates
                 variant("NVFP4_TRITON_EIGHT_ROW_TILES", "_eight_row", (w4a4_fn, w4a16_fn), "on")
-            if args.decode_ab:  # sm_89's E4M3 conversions beside the default sm_80 PTX decoders
-                variant("NVFP4_TRITON_DECODE", "_sm89", (w4a4_fn, w4a16_fn), "sm89")
+            if args.decode_ab:  # the decoder level other than the default (sm_89's E4M3 conversions or not)
+                if DECODE_DEFAULT == "sm89":
+                    variant("NVFP4_TRITON_DECODE", "_sm80", (w4a4_fn, w4a16_fn), "asm")
+                else:
+                    variant("NVFP4_TRITON_DECODE", "_sm89", (w4a4_fn, w4a16_fn), "sm89")
             for r in (r4, r16, *extra):
                 r["speedup_vs_bf16"] = f"{bf16_us / float(r['time_us']):.2f}"
             if m in ref_ms and not args.no_ref:
@@ -452,9 +456,9 @@ def main(argv=None) -> None:
                    help="also time W4A4 and W4A16 with NVFP4_TRITON_PAIRED_K flipped from its default (rows "
                         "w4a4_natural / w4a16_natural, or ..._paired; M <= 128)")
     r.add_argument("--decode-ab", action="store_true",
-                   help="also time W4A4 and W4A16 with NVFP4_TRITON_DECODE=sm89 (sm_89's E4M3 conversions beside "
-                        "the sm_80 PTX decoders; rows w4a4_sm89 / w4a16_sm89; every M: the weight dequantization "
-                        "of the large-M path changes too)")
+                   help="also time W4A4 and W4A16 at the decoder level other than the default (NVFP4_TRITON_DECODE=asm: "
+                        "the sm_80 PTX, rows w4a4_sm80 / w4a16_sm80, or sm89 while that is not the default; every M: "
+                        "the weight dequantization of the large-M path changes too)")
     r.add_argument("--splitk-ab", action="store_true",
                    help="also time W4A4 and W4A16 with NVFP4_TRITON_SPLITK_REDUCE=kernel (the small-M GEMM reduces "
                         "its own split-K: one launch fewer; rows w4a4_splitk_in_kernel / w4a16_splitk_in_kernel; "

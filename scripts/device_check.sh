@@ -19,7 +19,11 @@
 #       pdl:       the PDL GPU test (early and late signal), then bench_linear.py --pdl off,on,late at M <= 64
 #       paired:    tests/gpu/test_paired_decode_gpu.py, then bench_linear.py --paired-ab (W4A4 with the
 #                  paired decode on and off beside bf16, M = 1, 4, 16, 64, 128 unless MS is set)
-# The next device session (plan of 2026-12-08, second session), one call each (each under 10 minutes):
+# The next device session (plan of 2026-12-08, second session; its first call ran at the end of that
+# session: raw/h100_bench_decode_splitk_eight_row_ab.*, raw/h100_gpu_tests_sm89_splitk_eight_row.log),
+# one call each (each under 10 minutes). Rerun first: the fixed test_weight_dequant_kernel_exact and the
+# exactness / CUDA-graph / compile tests with sm89 now the default:
+#   STEPS=tests TEST_FILES="tests/gpu/test_triton_gpu.py" TEST_TIMEOUT=500 scripts/gpu_suite.sh
 #   STEPS="newtests bench" MS=1,4,8,16,128 BENCH_TIMEOUT=330 scripts/device_check.sh   (first, in case only
 #     one call can be had: the GPU tests of the 2026-12-08 second-session changes, ~3-4 min, then the
 #     decode-sized table with their A/B rows; rows so far survive a cut in the CSV's .partial)
@@ -61,7 +65,7 @@ for step in $STEPS; do
   case $step in
     tests) timeout -s INT -k 30 ${TEST_TIMEOUT:-240} python3 -m pytest -q -p no:cacheprovider tests/gpu -x 2>&1 | tee "$OUT/gpu_tests.log" | tail -25 ;;
     tune)  timeout ${TUNE_TIMEOUT:-150} python3 benchmarks/tune_small_m.py ${TUNE_ARGS:-} 2>&1 | tee "$OUT/tune.log" | grep -E "BEST|FAILED" ;;
-    bench) timeout ${BENCH_TIMEOUT:-560} python3 benchmarks/bench_linear.py run --shapes "$SHAPES" ${MS:+--ms "$MS"} ${BENCH_ARGS:---decode-ab --splitk-ab --eight-row-ab --log-tuner} --out "$OUT/bench_$TAG.csv" 2>&1 | tee "$OUT/bench_$TAG.log" | tail -${BENCH_TAIL:-40} ;;
+    bench) timeout ${BENCH_TIMEOUT:-560} python3 benchmarks/bench_linear.py run --shapes "$SHAPES" ${MS:+--ms "$MS"} ${BENCH_ARGS:---decode-ab --log-tuner} --out "$OUT/bench_$TAG.csv" 2>&1 | tee "$OUT/bench_$TAG.log" | tail -${BENCH_TAIL:-40} ;;
     newtests) timeout -s INT -k 30 ${NEW_TEST_TIMEOUT:-230} python3 -m pytest -q --tb=short -p no:cacheprovider -m gpu -rs \
                 tests/gpu/test_paired_decode_gpu.py tests/gpu/test_dp4a_gpu.py tests/gpu/test_triton_gpu.py \
                 -k "${NEW_TEST_K:-code_position or scale_byte or scale_conversion or weight_dequant or decoders_agree or splitk_reduced or (every_candidate_matches_exact and 4096-4096)}" \

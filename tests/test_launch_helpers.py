@@ -126,8 +126,9 @@ def test_pdl_options_env(monkeypatch):
 
 
 def test_decode_level_by_capability_and_setting(monkeypatch):
-    """``use_asm_decode``: the sm_80 PTX by default; sm_89's E4M3 conversion when asked
-    (``NVFP4_TRITON_DECODE=sm89``) on GPUs that have it; portable when asked or off the GPU."""
+    """``use_asm_decode``: sm_89's E4M3 conversion on GPUs that have it (default, or
+    ``NVFP4_TRITON_DECODE=sm89``), the sm_80 PTX elsewhere or with ``asm``, portable when asked
+    or off the GPU."""
     import torch
 
     from nvfp4.ops import decode_level, launch
@@ -135,7 +136,10 @@ def test_decode_level_by_capability_and_setting(monkeypatch):
     monkeypatch.delenv(launch.DECODE_ENV, raising=False)
     monkeypatch.setattr(decode_level, "_has_e4m3_cvt", lambda index: index == 0)  # "device 0 is a Hopper, 1 an A100"
     assert launch.use_asm_decode(torch.device("cpu")) == launch.ASM_OFF
-    assert launch.use_asm_decode(torch.device("cuda", 0)) == launch.ASM_SM80  # opt-in until timed on a GPU
+    assert launch.use_asm_decode(torch.device("cuda", 0)) == launch.ASM_SM89
+    assert launch.use_asm_decode(torch.device("cuda", 1)) == launch.ASM_SM80
+    monkeypatch.setenv(launch.DECODE_ENV, "asm")
+    assert launch.use_asm_decode(torch.device("cuda", 0)) == launch.ASM_SM80
     monkeypatch.setenv(launch.DECODE_ENV, "sm89")
     assert launch.use_asm_decode(torch.device("cuda", 0)) == launch.ASM_SM89
     assert launch.use_asm_decode(torch.device("cuda", 1)) == launch.ASM_SM80

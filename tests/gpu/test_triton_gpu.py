@@ -299,7 +299,7 @@ def test_weight_dequant_kernel_exact(decode, monkeypatch):
     monkeypatch.setenv(launch.DECODE_ENV, decode)
     wp, ws, _ = _weights(300, 4112, seed=6)
     every_byte = torch.arange(256, dtype=torch.uint8, device=DEV).reshape(16, 16).view(torch.float8_e4m3fn)
-    for packed, scales in ((wp, ws), (wp[:16, :128], every_byte)):
+    for packed, scales in ((wp, ws), (wp[:16, :128].contiguous(), every_byte)):
         for dtype in (torch.bfloat16, torch.float16):
             got = launch.dequantize_weight(packed, scales.view(torch.uint8), dtype)
             torch.testing.assert_close(got, dequantize_weight_unscaled(packed, scales).to(dtype), rtol=0, atol=0,
