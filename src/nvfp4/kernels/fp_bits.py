@@ -274,42 +274,25 @@ def fp4x2_decode_asm(packed, OP_DTYPE: tl.constexpr):
     return lo, hi
 
 
+def e4m3_pair_ptx(tail: str, regs: str = "") -> str:
+    """PTX (sm_89+) that turns the E4M3 byte in ``$1`` into the fp16 pair ``(s, s)`` in register
+    ``t``, then runs ``tail`` (which writes ``$0``; ``regs`` declares its extra registers). The
+    byte goes into both bytes of the converted half word first (``prmt``), so either half of the
+    result holds its value, whatever byte order ``cvt.rn.f16x2.e4m3x2`` has. Every E4M3 value,
+    NaN included, is an fp16 value: exact."""
+    return ("{\n.reg .b32 t;\n.reg .b16 lo, hi;\n" + regs + "prmt.b32 t, $1, $1, 0x0000;\nmov.b32 {lo, hi}, t;\n"
+            "cvt.rn.f16x2.e4m3x2 t, lo;\n" + tail + "\n}\n")
+
+
+_E4M3_TO_F16_SM89 = tl.constexpr(e4m3_pair_ptx("mov.b32 {$0, hi}, t;"))
+
+
 @triton.jit
-def e4m3_byte_to_half_sm89(b, OP_DTYPE: tl.constexpr):
-    """E4M3FN bytes (int32) -> their values in fp16 or bf16 (exact, NaN -> NaN) by sm_89's
-    ``cvt.rn.f16x2.e4m3x2`` (bf16: through fp32): 2-4 instructions where
-    ``e4m3_byte_to_f32`` takes ~10. The byte goes into both bytes of the converted half word
-    first, so either half of the result holds its value, whichever byte order the
-    conversion has."""
-    if OP_DTYPE == tl.bfloat16:
-        return tl.inline_asm_elementwise(
-            asm="""
-            {
-            .reg .b16 lo, hi;
-            .reg .b32 t;
-            .reg .f32 f;
-            prmt.b32 t, $1, $1, 0x0000;
-            mov.b32 {lo, hi}, t;
-            cvt.rn.f16x2.e4m3x2 t, lo;
-            mov.b32 {lo, hi}, t;
-            cvt.f32.f16 f, lo;
-            cvt.rn.bf16.f32 $0, f;
-            }
-            """,
-            constraints="=h,r", args=[b], dtype=tl.bfloat16, is_pure=True, pack=1)
-    else:
-        return tl.inline_asm_elementwise(
-            asm="""
-            {
-            .reg .b16 lo, hi;
-            .reg .b32 t;
-            prmt.b32 t, $1, $1, 0x0000;
-            mov.b32 {lo, hi}, t;
-            cvt.rn.f16x2.e4m3x2 t, lo;
-            mov.b32 {$0, hi}, t;
-            }
-            """,
-            constraints="=h,r", args=[b], dtype=tl.float16, is_pure=True, pack=1)
+def e4m3_byte_to_f16_sm89(b):
+    """E4M3FN bytes (int32) -> their fp16 values (exact, NaN -> NaN) by sm_89's conversion:
+    2 instructions where ``e4m3_byte_to_f32`` takes ~10."""
+    return tl.inline_asm_elementwise(asm=_E4M3_TO_F16_SM89, constraints="=h,r", args=[b], dtype=tl.float16,
+                                     is_pure=True, pack=1)
 
 
 @triton.jit
@@ -317,7 +300,7 @@ def e4m3_bytes_as(b, OP_DTYPE: tl.constexpr, USE_ASM: tl.constexpr):
     """E4M3FN bytes (int32) -> their values in ``OP_DTYPE`` (exact), by sm_89's conversion at
     ``USE_ASM == ASM_SM89`` (fp16/bf16), else through ``e4m3_byte_to_f32``."""
     if USE_ASM == ASM_SM89 and OP_DTYPE != tl.float32:
-        return e4m3_byte_to_half_sm89(b, OP_DTYPE)
+        return e4m3_byte_to_f16_sm89(b).to(OP_DTYPE)  # exact in bf16 too
     else:
         return e4m3_byte_to_f32(b).to(OP_DTYPE)
 

@@ -29,6 +29,8 @@ conversion (``e4m3_byte_to_f32_sm89``).
 import triton
 import triton.language as tl
 
+from .fp_bits import e4m3_byte_to_f16_sm89
+
 # The 8 int8 magnitudes 2 * e2m1(code), codes 0..3 in LUT_LOW, 4..7 in LUT_HIGH (little endian).
 LUT_LOW = tl.constexpr(0x03020100)
 LUT_HIGH = tl.constexpr(0x0C080604)
@@ -144,23 +146,10 @@ def group_int_dot_signed(s0, s1, s2, s3, x0, x1, x2, x3, USE_ASM: tl.constexpr):
 
 @triton.jit
 def e4m3_byte_to_f32_sm89(b):
-    """E4M3FN bytes (int32 0..255) -> fp32 values, exactly (NaN -> NaN), by sm_89's
-    ``cvt.rn.f16x2.e4m3x2`` and one fp16 -> fp32 conversion (the byte duplicated first, so
-    the half read does not depend on the conversion's byte order): 3 instructions where
+    """E4M3FN bytes (int32 0..255) -> fp32 values, exactly (NaN -> NaN): sm_89's conversion
+    (``fp_bits.e4m3_byte_to_f16_sm89``) and fp16 -> fp32, 3 instructions where
     ``e4m3_byte_to_f32_times_2m8`` takes ~6. No 2^-8 here: callers correct by 1/4, not 64."""
-    return tl.inline_asm_elementwise(
-        asm="""
-        {
-        .reg .b16 lo, hi;
-        .reg .b32 t;
-        prmt.b32 t, $1, $1, 0x0000;
-        mov.b32 {lo, hi}, t;
-        cvt.rn.f16x2.e4m3x2 t, lo;
-        mov.b32 {lo, hi}, t;
-        cvt.f32.f16 $0, lo;
-        }
-        """,
-        constraints="=r,r", args=[b], dtype=tl.float32, is_pure=True, pack=1)
+    return e4m3_byte_to_f16_sm89(b).to(tl.float32)
 
 
 @triton.jit

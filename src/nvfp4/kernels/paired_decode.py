@@ -44,7 +44,7 @@ least 2^-10) and fp16 activations cannot get there.
 import triton
 import triton.language as tl
 
-from .fp_bits import ASM_SM80, ASM_SM89, e2m1_word_pairs_times, e4m3_byte_to_f32
+from .fp_bits import ASM_SM80, ASM_SM89, e2m1_word_pairs_times, e4m3_byte_to_f32, e4m3_pair_ptx
 
 # Position p of a group of 8 in the permuted order holds element PAIRED_ORDER[p].
 PAIRED_ORDER = (0, 4, 1, 5, 2, 6, 3, 7)
@@ -87,33 +87,12 @@ setp.eq.u32 nan, t, 0x7F; selp.b32 $0, 0x7FC07FC0, c, nan;
 }
 """)
 
-# sm_89+: the byte into both bytes of the low half word (prmt), then one conversion of the
-# E4M3 pair to fp16x2 (exact: every E4M3 value, NaN included, is an fp16 value).
-_SCALE_F16_SM89 = tl.constexpr("""
-{
-.reg .b32 t;
-.reg .b16 lo, hi;
-prmt.b32 t, $1, $1, 0x0000;
-mov.b32 {lo, hi}, t;
-cvt.rn.f16x2.e4m3x2 $0, lo;
-}
-""")
-# bf16: no E4M3 -> bf16 conversion on sm_89/sm_90, so fp16 -> fp32, times 2^118 (exact: at
-# most 448 * 2^118 < 2^127), and both halves of a bf16x2 from it.
-_SCALE_BF16_SM89 = tl.constexpr("""
-{
-.reg .b32 t;
-.reg .b16 lo, hi;
-.reg .f32 f;
-prmt.b32 t, $1, $1, 0x0000;
-mov.b32 {lo, hi}, t;
-cvt.rn.f16x2.e4m3x2 t, lo;
-mov.b32 {lo, hi}, t;
-cvt.f32.f16 f, lo;
-mul.rn.f32 f, f, 0f7A800000;
-cvt.rn.bf16x2.f32 $0, f, f;
-}
-""")
+# sm_89+: the pair (s, s) from the byte's E4M3 conversion as is (fp16), or (bf16, which has no
+# E4M3 conversion on sm_89/sm_90) through fp32 times 2^118 (exact: at most 448 * 2^118 < 2^127).
+_SCALE_F16_SM89 = tl.constexpr(e4m3_pair_ptx("mov.b32 $0, t;"))
+_SCALE_BF16_SM89 = tl.constexpr(e4m3_pair_ptx(
+    "mov.b32 {lo, hi}, t;\ncvt.f32.f16 f, lo;\nmul.rn.f32 f, f, 0f7A800000;\ncvt.rn.bf16x2.f32 $0, f, f;",
+    regs=".reg .f32 f;\n"))
 
 
 @triton.jit

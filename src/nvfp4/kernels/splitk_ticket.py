@@ -24,6 +24,14 @@ from .fp_bits import linear_epilogue, store_output_tile
 
 
 @triton.jit
+def _arrives_last(counter, SPLIT_K):
+    """Take a ticket (after a CTA barrier: every thread's partial stores come first); true for
+    the program of the tile's ``SPLIT_K`` that arrives last."""
+    tl.debug_barrier()
+    return tl.atomic_add(counter, 1, sem="acq_rel", scope="gpu") == SPLIT_K - 1
+
+
+@triton.jit
 def _row(y0, y1, y2, y3, r: tl.constexpr):
     y = y0
     if r == 1:
@@ -58,9 +66,7 @@ def finish_rows(y0, y1, y2, y3, scale, pid_n, pid_k, offs_n, M, N, SPLIT_K, alph
         n64 = offs_n.to(tl.int64)
         for r in tl.static_range(ROWS):
             tl.store(partial_ptr + (pid_k.to(tl.int64) * ROWS + r) * N + n64, _row(y0, y1, y2, y3, r), mask=n_mask)
-        tl.debug_barrier()
-        ticket = tl.atomic_add(counter_ptr + pid_n, 1, sem="acq_rel", scope="gpu")
-        if ticket == SPLIT_K - 1:
+        if _arrives_last(counter_ptr + pid_n, SPLIT_K):
             for r in tl.static_range(ROWS):
                 y = tl.zeros((offs_n.shape[0],), dtype=tl.float32)
                 for s in range(0, SPLIT_K):  # fixed order: deterministic
@@ -77,10 +83,8 @@ def finish_tile(acc, offs_n, offs_m, M, N, pid_k, SPLIT_K, out_ptr, partial_ptr,
     the ``SPLIT_K`` partials in split order and applies the epilogue (module docstring)."""
     store_output_tile(acc, offs_n, offs_m, M, N, pid_k, out_ptr, partial_ptr, alpha_ptr, bias_ptr, True, HAS_BIAS,
                       INTERPRET)
-    tl.debug_barrier()
     tile = tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)
-    ticket = tl.atomic_add(counter_ptr + tile, 1, sem="acq_rel", scope="gpu")
-    if ticket == SPLIT_K - 1:
+    if _arrives_last(counter_ptr + tile, SPLIT_K):
         mask = (offs_n < N)[:, None] & (offs_m < M)[None, :]
         index = offs_m.to(tl.int64)[None, :] * N + offs_n.to(tl.int64)[:, None]
         ptrs = partial_ptr + index

@@ -330,7 +330,8 @@ def _reduce(partial, alpha, bias, out, split, w4a4=False):
 # whose register operand Triton stages through shared memory): sm_90 K loops of 3.45-3.46
 # SASS instructions per weight element (fp16, paired) against 3.84 for the best 16-row tile,
 # bf16 3.83-3.91 against 4.03 (sass_loop_stats.py). Offered only with
-# NVFP4_TRITON_EIGHT_ROW_TILES=on until their GPU tests have run and they have been timed.
+# NVFP4_TRITON_EIGHT_ROW_TILES=on: on the H100 (2026-12-08, --eight-row-ab) the tuner picked
+# them on one shape of eight and the medians did not move.
 EIGHT_ROW_M_MAX = 8
 EIGHT_ROW_TILES = ((128, 128, 4), (256, 128, 8))
 EIGHT_ROW_ENV = "NVFP4_TRITON_EIGHT_ROW_TILES"
@@ -342,8 +343,8 @@ def small_m_candidates(m: int, with_gemv: bool) -> list[dict]:
 
     ``W_AS_B`` tiles first (the untuned default; up to 32 rows each also with split-K sized for
     4 programs per SM instead of 2, ``WAVES``: the small layers stream only ~5-10 MB, so how
-    evenly the programs fill the SMs may matter more than the partial sums' traffic; not yet
-    timed): the activation is the left MMA operand and
+    evenly the programs fill the SMs may matter more than the partial sums' traffic; the H100
+    tuner picked them on most shapes at M = 8..16): the activation is the left MMA operand and
     the dequantized weight goes through shared memory as the right one, so Hopper's wgmma
     runs asynchronously, one per K step (compiled sm_90 K loop with sm_89's scale conversion:
     3.8-4.7 SASS instructions per weight element with the default paired decode, 5.3-7.2 with

@@ -5,9 +5,10 @@ same in-kernel reduction.
 The integer-dot and half2 GEMVs always reduce in the kernel. The small-M tensor-core GEMM
 launches ``splitk_reduce`` after itself unless ``NVFP4_TRITON_SPLITK_REDUCE=kernel``: then the
 last program of each output tile sums the partials (the same order, the same bits) and the
-linear is one launch shorter. Decode-sized linears are short chains of kernels of a few
-microseconds each, so a launch less may matter; it is opt-in until timed on a GPU
-(``bench_linear.py run --splitk-ab``).
+linear is one launch shorter. It stays opt-in: on the H100 (2026-12-08,
+``benchmarks/results/raw/h100_bench_decode_splitk_eight_row_ab.csv``, ``--splitk-ab``) it was
+slower at M >= 4, by up to 16% at M = 128 (the ticket epilogue lengthens the K loop's register
+allocation and serialises the last program's reduction).
 """
 
 from __future__ import annotations
